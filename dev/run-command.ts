@@ -45,14 +45,30 @@ export function runCommand(
       options.timeoutMs === undefined
         ? undefined
         : setTimeout(() => child.kill('SIGKILL'), options.timeoutMs);
-    child.on('error', (error) => {
+    child.on('error', (error: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      reject(error);
+      if (error.code === 'ENOENT')
+        reject(new Error(`${file}: not found (is it installed and on PATH?)`));
+      else reject(error);
     });
     child.on('close', (code) => {
       clearTimeout(timer);
       if (code === 0) resolve(stdout);
       else reject(new CommandFailedError([file, ...args].join(' '), code, combined));
     });
+  });
+}
+
+/** Resolves on the first SIGINT or SIGTERM. */
+export function untilInterrupted(): Promise<string> {
+  // Signal handlers alone do not keep Node's event loop alive.
+  const keepAlive = setInterval(() => undefined, 60_000);
+  return new Promise((resolve) => {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      process.once(signal, () => {
+        clearInterval(keepAlive);
+        resolve(signal);
+      });
+    }
   });
 }

@@ -1,0 +1,200 @@
+/**
+ * The local sandbox: a Temporal dev server and a kwok Kubernetes cluster, side by side on
+ * loopback, each sandbox in its own run directory with its own free ports, so that two can run at
+ * once (a test run and `npm start`).
+ *
+ * Nothing outlives its owner: a detached watchdog tears the sandbox down when the process that
+ * started it dies, even by SIGKILL, and a start first reaps sandboxes whose owner is gone.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, openSync, closeSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { deleteKwokCluster, startKwokCluster } from './kwok-cluster.js';
+import { startTemporalServer, stopProcess } from './temporal-server.js';
+import { ensureTools, isAlive, type Toolset } from './tools.js';
+
+const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Everything a client needs to reach a sandbox; written to `<runDir>/sandbox.json`. */
+export interface SandboxInfo {
+  id: string;
+  runDir: string;
+  /** The process that owns the sandbox; the watchdog tears it down when this one dies. */
+  ownerPid: number;
+  startedAt: string;
+  temporal: { pid: number; address: string; namespace: string; uiUrl: string; dbFile: string };
+  kube: { name: string; kubeconfig: string; context: string; server: string; workDir: string };
+  kwokctl: string;
+}
+
+/** A running sandbox. */
+export interface Sandbox extends SandboxInfo {
+  tools: Toolset;
+  /** Tears the sandbox down; its run directory is removed unless `keep` was asked for. */
+  stop(): Promise<void>;
+}
+
+/** Options of {@link startSandbox}. */
+export interface SandboxOptions {
+  /** Parent of the run directories (default `RUNBOAT_SANDBOX_DIR` or `<project>/.sandbox`). */
+  root?: string;
+  /** Keep the run directory (logs, databases) after stop. */
+  keep?: boolean;
+  /** Number of fake Kubernetes nodes (default 2). */
+  nodes?: number;
+  /** How long a Job's pod runs before ending (default 500 ms). */
+  jobRunMs?: number;
+  log?: (line: string) => void;
+}
+
+/** The directory holding every sandbox run directory. */
+export function sandboxRoot(env: NodeJS.ProcessEnv = process.env): string {
+  return resolve(env.RUNBOAT_SANDBOX_DIR ?? join(projectRoot, '.sandbox'));
+}
+
+/** Stops every process of a sandbox. Each part is stopped even if another fails. */
+export async function teardownSandbox(info: SandboxInfo): Promise<void> {
+  const results = await Promise.allSettled([
+    stopProcess(info.temporal.pid),
+    deleteKwokCluster(info.kube.name, info.kube.workDir, info.kwokctl),
+  ]);
+  const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failures.length > 0) {
+    throw new Error(
+      `sandbox ${info.id} teardown: ${failures.map((f) => String(f.reason)).join('; ')}`,
+    );
+  }
+}
+
+/** Reads the state file of a run directory, if it has one. */
+export async function readSandboxInfo(runDir: string): Promise<SandboxInfo | undefined> {
+  const file = join(runDir, 'sandbox.json');
+  if (!existsSync(file)) return undefined;
+  return JSON.parse(await readFile(file, 'utf8')) as SandboxInfo;
+}
+
+/** Tears down and removes sandboxes whose owner process is gone; returns their ids. */
+export async function reapStaleSandboxes(root: string): Promise<string[]> {
+  if (!existsSync(root)) return [];
+  const reaped: string[] = [];
+  for (const entry of await readdir(root)) {
+    const runDir = join(root, entry);
+    const info = await readSandboxInfo(runDir).catch(() => undefined);
+    if (!info || isAlive(info.ownerPid)) continue;
+    await teardownSandbox(info).catch(() => undefined);
+    await rm(runDir, { recursive: true, force: true });
+    reaped.push(info.id);
+  }
+  return reaped;
+}
+
+function startWatchdog(runDir: string, ownerPid: number): number | undefined {
+  const log = openSync(join(runDir, 'watchdog.log'), 'a');
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(projectRoot, 'dev', 'watchdog.ts'), runDir, String(ownerPid)],
+    { cwd: projectRoot, detached: true, stdio: ['ignore', log, log] },
+  );
+  closeSync(log);
+  child.unref();
+  return child.pid;
+}
+
+function elapsed(since: number): string {
+  return `${((Date.now() - since) / 1000).toFixed(1)}s`;
+}
+
+/**
+ * Provisions the tools if needed, then starts a Temporal dev server and a kwok cluster in a new
+ * run directory, and returns once both serve.
+ */
+export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbox> {
+  const log = options.log ?? ((line: string) => console.log(`[sandbox] ${line}`));
+  const root = options.root ?? sandboxRoot();
+  const reaped = await reapStaleSandboxes(root);
+  if (reaped.length > 0) log(`reaped sandboxes left by dead processes: ${reaped.join(', ')}`);
+
+  const tools = await ensureTools({ log: (line) => log(`tools: ${line}`) });
+  const id = `rb-${randomBytes(4).toString('hex')}`;
+  const runDir = join(root, id);
+  await mkdir(runDir, { recursive: true });
+  const started = Date.now();
+  log(`starting ${id} in ${runDir}`);
+
+  const kubeWorkDir = join(runDir, 'kwok');
+  const dbFile = join(runDir, 'temporal.db');
+  const [temporal, kube] = await Promise.allSettled([
+    startTemporalServer({
+      temporalPath: tools.temporal,
+      dbFile,
+      logFile: join(runDir, 'temporal.log'),
+    }).then((server) => {
+      log(`temporal dev server up at ${server.address} in ${elapsed(started)}`);
+      return server;
+    }),
+    startKwokCluster({
+      name: id,
+      workDir: kubeWorkDir,
+      kubeconfig: join(runDir, 'kubeconfig'),
+      tools,
+      nodes: options.nodes ?? 2,
+      jobRunMs: options.jobRunMs ?? 500,
+    }).then((cluster) => {
+      log(`kubernetes up at ${cluster.server} in ${elapsed(started)}`);
+      return cluster;
+    }),
+  ]);
+  if (temporal.status === 'rejected' || kube.status === 'rejected') {
+    if (temporal.status === 'fulfilled') await stopProcess(temporal.value.pid);
+    await deleteKwokCluster(id, kubeWorkDir, tools.kwokctl).catch(() => undefined);
+    const reasons = [temporal, kube]
+      .filter((r): r is PromiseRejectedResult => r.status === 'rejected')
+      .map((r) => String(r.reason instanceof Error ? r.reason.message : r.reason));
+    throw new Error(`sandbox ${id} failed to start (logs in ${runDir}):\n${reasons.join('\n')}`);
+  }
+
+  const info: SandboxInfo = {
+    id,
+    runDir,
+    ownerPid: process.pid,
+    startedAt: new Date().toISOString(),
+    temporal: { ...temporal.value, dbFile },
+    kube: { ...kube.value, workDir: kubeWorkDir },
+    kwokctl: tools.kwokctl,
+  };
+  await writeFile(join(runDir, 'sandbox.json'), JSON.stringify(info, null, 2));
+  const watchdog = startWatchdog(runDir, process.pid);
+  log(`sandbox ${id} ready in ${elapsed(started)}`);
+
+  let stopped: Promise<void> | undefined;
+  return {
+    ...info,
+    tools,
+    stop() {
+      stopped ??= (async () => {
+        const stopping = Date.now();
+        if (watchdog !== undefined) await stopProcess(watchdog, 1000).catch(() => undefined);
+        await teardownSandbox(info);
+        if (!options.keep) await rm(runDir, { recursive: true, force: true });
+        log(`sandbox ${id} stopped in ${elapsed(stopping)}`);
+      })();
+      return stopped;
+    },
+  };
+}
+
+/** Prints how to reach a running sandbox. */
+export function describeSandbox(sandbox: Sandbox): string {
+  return [
+    `Temporal gRPC     ${sandbox.temporal.address} (namespace ${sandbox.temporal.namespace})`,
+    `Temporal Web UI   ${sandbox.temporal.uiUrl}`,
+    `Kubernetes API    ${sandbox.kube.server}`,
+    `kubeconfig        ${sandbox.kube.kubeconfig} (context ${sandbox.kube.context})`,
+    `kubectl           ${sandbox.tools.kubectl} --kubeconfig ${sandbox.kube.kubeconfig} get nodes`,
+    `run directory     ${sandbox.runDir}`,
+    `reuse in tests    RUNBOAT_TEST_SANDBOX=${sandbox.runDir} npm test`,
+  ].join('\n');
+}
