@@ -1,0 +1,118 @@
+/**
+ * What a build is: the commit it deploys, its status, and the Kubernetes contract (labels,
+ * annotations, finalizer) shared with the Python runboat so that its namespaces can be adopted.
+ */
+
+/** The commit a build deploys. */
+export interface CommitInfo {
+  /** `owner/name`, lower-case. */
+  repo: string;
+  /** The branch pushed to, or the base branch of the pull request. */
+  targetBranch: string;
+  /** Pull request number; null for a branch build. */
+  pr: number | null;
+  /** Full 40-character commit SHA. */
+  gitCommit: string;
+}
+
+/** Status of a build, derived from its Deployment exactly as runboat does (plus cleanup-failed). */
+export type BuildStatus =
+  | 'todo'
+  | 'initializing'
+  | 'failed'
+  | 'stopping'
+  | 'stopped'
+  | 'starting'
+  | 'started'
+  | 'undeploying'
+  | 'cleanup-failed';
+
+/** Every build status, in lifecycle order. */
+export const buildStatuses: readonly BuildStatus[] = [
+  'todo',
+  'initializing',
+  'failed',
+  'stopping',
+  'stopped',
+  'starting',
+  'started',
+  'undeploying',
+  'cleanup-failed',
+];
+
+/** Value of the `runboat/init-status` annotation. */
+export type InitStatus = 'todo' | 'started' | 'succeeded' | 'failed';
+
+/** Label on every object of a build; its value is the build name. */
+export const BUILD_LABEL = 'runboat/build';
+/** Label on the Deployment mirroring the build status, for `kubectl get deploy -L runboat/status`. */
+export const STATUS_LABEL = 'runboat/status';
+/** Label on Jobs: what the Job does. */
+export const JOB_KIND_LABEL = 'runboat/job-kind';
+/** Finalizer on the Deployment: no path may delete a build without its cleanup Job. */
+export const CLEANUP_FINALIZER = 'runboat/cleanup';
+
+/** Annotations on the Deployment (names shared with the Python runboat). */
+export const annotations = {
+  repo: 'runboat/repo',
+  targetBranch: 'runboat/target-branch',
+  pr: 'runboat/pr',
+  gitCommit: 'runboat/git-commit',
+  initStatus: 'runboat/init-status',
+  lastScaled: 'runboat/last-scaled',
+  /** Why the last init or cleanup failed (ours; runboat has no such annotation). */
+  failureReason: 'runboat/failure-reason',
+  /** `failed` once cleanup gave up (ours). */
+  cleanupStatus: 'runboat/cleanup-status',
+} as const;
+
+/**
+ * The configuration of one build, resolved from the repos file. It travels through workflow
+ * history, so it holds no secret: only the names of the worker's environment variables that do.
+ */
+export interface ResolvedBuild {
+  image: { name: string; tag: string };
+  env: Record<string, string>;
+  /** Build variable name → name of the worker environment variable holding its value. */
+  secretEnvFrom: Record<string, string>;
+  templateVars: Record<string, unknown>;
+  kubefilesDir: string;
+  deployLink: string;
+}
+
+/** The identity of a build, as the workflow passes it to every activity. */
+export interface BuildRef {
+  name: string;
+  slug: string;
+  commit: CommitInfo;
+}
+
+/** Kinds of Job a build runs. */
+export type JobKind = 'initialize' | 'cleanup';
+
+/** What the Deployment of a build says, as far as the status is concerned. */
+export interface DeploymentView {
+  deletionTimestamp?: string | Date | undefined;
+  replicas: number;
+  readyReplicas: number;
+  annotations: Record<string, string | undefined>;
+}
+
+/** Derives the build status from its Deployment (same rules as runboat, plus cleanup-failed). */
+export function deriveStatus(view: DeploymentView): BuildStatus {
+  if (view.annotations[annotations.cleanupStatus] === 'failed') return 'cleanup-failed';
+  if (view.deletionTimestamp) return 'undeploying';
+  switch (view.annotations[annotations.initStatus] as InitStatus | undefined) {
+    case 'todo':
+    case undefined:
+      return 'todo';
+    case 'started':
+      return 'initializing';
+    case 'failed':
+      return 'failed';
+    case 'succeeded':
+      break;
+  }
+  if (view.replicas === 0) return view.readyReplicas > 0 ? 'stopping' : 'stopped';
+  return view.readyReplicas >= view.replicas ? 'started' : 'starting';
+}
