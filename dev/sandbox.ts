@@ -28,6 +28,8 @@ export interface SandboxInfo {
   temporal: { pid: number; address: string; namespace: string; uiUrl: string; dbFile: string };
   kube: { name: string; kubeconfig: string; context: string; server: string; workDir: string };
   kwokctl: string;
+  /** The kubectl matching the cluster's version. */
+  kubectl: string;
 }
 
 /** A running sandbox. */
@@ -164,6 +166,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     temporal: { ...temporal.value, dbFile },
     kube: { ...kube.value, workDir: kubeWorkDir },
     kwokctl: tools.kwokctl,
+    kubectl: tools.kubectl,
   };
   await writeFile(join(runDir, 'sandbox.json'), JSON.stringify(info, null, 2));
   const watchdog = startWatchdog(runDir, process.pid);

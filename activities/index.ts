@@ -1,0 +1,474 @@
+/**
+ * All I/O of the build workflow: resolve a build's configuration, render and apply its kubefiles,
+ * mirror its state onto its Deployment, scale it, run its Jobs, delete it, and report commit
+ * statuses. Built by `createActivities(deps)`; workflows import the type only.
+ */
+import { isAbsolute, resolve } from 'node:path';
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import type { V1Deployment, V1Job, KubernetesObject } from '@kubernetes/client-node';
+import {
+  annotations,
+  BUILD_LABEL,
+  CLEANUP_FINALIZER,
+  JOB_KIND_LABEL,
+  STATUS_LABEL,
+  type BuildRef,
+  type BuildStatus,
+  type CommitInfo,
+  type InitStatus,
+  type JobKind,
+  type ResolvedBuild,
+} from '../domain/build.js';
+import type { CommitStatusState, GitHubClient } from '../lib/github.js';
+import {
+  applyManifests,
+  describeKubeError,
+  isKubeStatus,
+  isRetryableKubeError,
+  kubeStatus,
+  mergePatch,
+  type KubeClients,
+} from '../lib/kube.js';
+import {
+  defaultKubefilesDir,
+  KubefilesError,
+  renderKubefiles,
+  type KubefilesContext,
+  type KubefilesMode,
+} from '../lib/kubefiles.js';
+import type { Logger } from '../lib/logger.js';
+import { findRepoConfig, type RepoConfig } from '../lib/settings.js';
+import { jobName, keepJobLog, runJob, waitForChange, type JobOutcome } from './jobs.js';
+
+/** What the activities need from the process that runs them. */
+export interface ActivityDeps {
+  kube: KubeClients;
+  namespace: string;
+  buildDomain: string;
+  /** Public URL of the runboat UI (commit status links). */
+  baseUrl: string;
+  /** The repos configuration, read anew at each call so that a redeploy sees changes. */
+  repos: () => readonly RepoConfig[];
+  /** Directory relative kubefiles paths of the repos file are resolved against. */
+  reposDir: string;
+  /** Where secret values are read from (the worker's environment). */
+  secrets: NodeJS.ProcessEnv;
+  /** Absent: commit statuses are not reported. */
+  github?: GitHubClient | undefined;
+  logger: Logger;
+  /** Tells the build workflow that its init Job is about to be created. */
+  notifyInitStarted: (workflowId: string) => Promise<void>;
+}
+
+/** Failure types the workflow matches on (never by class across the sandbox). */
+export const failureTypes = {
+  unsupportedRepo: 'UnsupportedRepo',
+  kubernetesRejected: 'KubernetesRejected',
+  kubefilesInvalid: 'KubefilesInvalid',
+  missingSecret: 'MissingSecret',
+  cleanupFailed: 'CleanupFailed',
+} as const;
+
+/** Turns errors that retrying cannot fix into non-retryable failures with a type. */
+async function guard<T>(what: string, action: () => Promise<T>): Promise<T> {
+  try {
+    return await action();
+  } catch (error) {
+    if (error instanceof ApplicationFailure) throw error;
+    if (error instanceof KubefilesError) {
+      throw ApplicationFailure.nonRetryable(
+        `${what}: ${error.message}`,
+        failureTypes.kubefilesInvalid,
+      );
+    }
+    if (kubeStatus(error) !== undefined && !isRetryableKubeError(error)) {
+      throw ApplicationFailure.nonRetryable(
+        `${what}: ${describeKubeError(error)}`,
+        failureTypes.kubernetesRejected,
+      );
+    }
+    throw error;
+  }
+}
+
+/** Splits `name:tag` (a registry port is not a tag). */
+function splitImage(image: string): { name: string; tag: string } {
+  const slash = image.lastIndexOf('/');
+  const colon = image.lastIndexOf(':');
+  if (colon > slash) return { name: image.slice(0, colon), tag: image.slice(colon + 1) };
+  return { name: image, tag: 'latest' };
+}
+
+/** Builds the activities of the build workflow. */
+export function createActivities(deps: ActivityDeps) {
+  const { kube, namespace } = deps;
+  const log = deps.logger.child({ component: 'activities' });
+
+  const secretValues = (config: ResolvedBuild): Record<string, string> => {
+    const values: Record<string, string> = {};
+    for (const [name, variable] of Object.entries(config.secretEnvFrom)) {
+      const value = deps.secrets[variable];
+      if (value === undefined) {
+        throw ApplicationFailure.nonRetryable(
+          `secret env ${name}: the worker has no environment variable ${variable}`,
+          failureTypes.missingSecret,
+        );
+      }
+      values[name] = value;
+    }
+    return values;
+  };
+
+  const render = (
+    build: BuildRef,
+    config: ResolvedBuild,
+    mode: KubefilesMode,
+    job?: string,
+  ): Promise<KubernetesObject[]> => {
+    const context: KubefilesContext = {
+      namespace,
+      mode,
+      buildName: build.name,
+      buildSlug: build.slug,
+      buildDomain: deps.buildDomain,
+      commit: {
+        repo: build.commit.repo,
+        targetBranch: build.commit.targetBranch,
+        pr: build.commit.pr,
+        sha: build.commit.gitCommit,
+      },
+      image: config.image,
+      env: config.env,
+      secretEnv: secretValues(config),
+      templateVars: config.templateVars,
+      ...(job === undefined ? {} : { job: { name: job } }),
+    };
+    return renderKubefiles(config.kubefilesDir, context) as Promise<KubernetesObject[]>;
+  };
+
+  const patchDeployment = async (name: string, body: object): Promise<V1Deployment | undefined> => {
+    try {
+      return await kube.apps.patchNamespacedDeployment({ name, namespace, body }, mergePatch);
+    } catch (error) {
+      if (isKubeStatus(error, 404)) return undefined;
+      throw error;
+    }
+  };
+
+  /** Mirror of a transition on the Deployment: the status label and the runboat annotations. */
+  const mirrorOnDeployment = (name: string, mirror: Mirror) =>
+    patchDeployment(name, {
+      metadata: {
+        labels: mirror.status ? { [STATUS_LABEL]: mirror.status } : {},
+        annotations: {
+          ...(mirror.initStatus ? { [annotations.initStatus]: mirror.initStatus } : {}),
+          ...(mirror.failureReason !== undefined
+            ? { [annotations.failureReason]: mirror.failureReason }
+            : {}),
+          ...(mirror.cleanupStatus !== undefined
+            ? { [annotations.cleanupStatus]: mirror.cleanupStatus }
+            : {}),
+        },
+      },
+    });
+
+  const commitStatus = async (
+    commit: CommitInfo,
+    state: CommitStatusState,
+    description: string,
+    targetUrl?: string,
+  ) => {
+    if (!deps.github) return;
+    await deps.github.postCommitStatus({
+      repo: commit.repo,
+      sha: commit.gitCommit,
+      state,
+      description,
+      targetUrl,
+    });
+  };
+
+  const runBuildJob = async (
+    build: BuildRef,
+    config: ResolvedBuild,
+    kind: JobKind,
+    generation: number,
+  ): Promise<JobOutcome> => {
+    const ctx = Context.current();
+    const name = jobName(build.name, kind, generation);
+    const [job] = (await render(build, config, kind, name)) as V1Job[];
+    if (!job)
+      throw ApplicationFailure.nonRetryable(
+        `no ${kind} Job rendered`,
+        failureTypes.kubefilesInvalid,
+      );
+    const outcome = await runJob({
+      kube,
+      namespace,
+      build: build.name,
+      kind,
+      job,
+      heartbeat: (details) => ctx.heartbeat(details),
+      signal: ctx.cancellationSignal,
+    });
+    log.info({ build: build.name, job: outcome.jobName, ...outcome }, `${kind} Job ended`);
+    await keepJobLog(kube, namespace, build.name, kind, outcome);
+    return outcome;
+  };
+
+  return {
+    /** Finds the repo's build configuration; an unsupported repo or branch is non-retryable. */
+    async resolveBuildConfig(build: BuildRef): Promise<ResolvedBuild> {
+      const { repo, targetBranch } = build.commit;
+      const entry = findRepoConfig(deps.repos(), repo, targetBranch);
+      const config = entry?.builds[0];
+      if (!config) {
+        throw ApplicationFailure.nonRetryable(
+          `${repo} ${targetBranch}: no build configured for this repo and branch`,
+          failureTypes.unsupportedRepo,
+        );
+      }
+      const kubefiles = config.kubefiles;
+      return {
+        image: splitImage(config.image),
+        env: config.env,
+        secretEnvFrom: config.secretEnv,
+        templateVars: config.templateVars,
+        kubefilesDir: kubefiles
+          ? isAbsolute(kubefiles)
+            ? kubefiles
+            : resolve(deps.reposDir, kubefiles)
+          : defaultKubefilesDir,
+        deployLink: `https://${build.slug}.${deps.buildDomain}`,
+      };
+    },
+
+    /** Applies the `deployment` mode (Deployment at 0 replicas, Service, Ingress…). */
+    async deploy(build: BuildRef, config: ResolvedBuild): Promise<void> {
+      await guard('deploy', async () => {
+        await applyManifests(kube.objects, await render(build, config, 'deployment'));
+      });
+    },
+
+    /** Writes a transition onto the Deployment. False when the Deployment is gone. */
+    async mirror(name: string, mirror: Mirror): Promise<boolean> {
+      return guard('mirror', async () => (await mirrorOnDeployment(name, mirror)) !== undefined);
+    },
+
+    /** Scales the Deployment and records when; returns that time (ISO), or null if it is gone. */
+    async scale(name: string, replicas: number): Promise<string | null> {
+      const now = new Date().toISOString();
+      const patched = await guard('scale', () =>
+        patchDeployment(name, {
+          spec: { replicas },
+          metadata: {
+            labels: { [STATUS_LABEL]: replicas > 0 ? 'starting' : 'stopped' },
+            annotations: { [annotations.lastScaled]: now },
+          },
+        }),
+      );
+      return patched ? now : null;
+    },
+
+    /** Waits until the Deployment has a ready replica, then mirrors `started`. */
+    async awaitReady(name: string): Promise<boolean> {
+      const ctx = Context.current();
+      const path = `/apis/apps/v1/namespaces/${namespace}/deployments`;
+      for (;;) {
+        let deployment: V1Deployment;
+        try {
+          deployment = await kube.apps.readNamespacedDeploymentStatus({ name, namespace });
+        } catch (error) {
+          if (isKubeStatus(error, 404)) return false;
+          throw error;
+        }
+        if ((deployment.status?.readyReplicas ?? 0) >= 1) {
+          await mirrorOnDeployment(name, { status: 'started' });
+          return true;
+        }
+        ctx.heartbeat();
+        const rv = deployment.metadata?.resourceVersion;
+        await waitForChange(kube, path, name, rv, 5000, ctx.cancellationSignal);
+        if (ctx.cancellationSignal.aborted) await ctx.cancelled;
+      }
+    },
+
+    /**
+     * Runs the init Job to its end (init task queue: one slot per Job). Its first act marks the
+     * build initializing; its last keeps the log and marks the build stopped or failed.
+     */
+    async initialize(
+      build: BuildRef,
+      config: ResolvedBuild,
+      generation: number,
+    ): Promise<JobOutcome> {
+      const ctx = Context.current();
+      await guard('initialize', async () => {
+        await mirrorOnDeployment(build.name, { status: 'initializing', initStatus: 'started' });
+      });
+      await deps
+        .notifyInitStarted(ctx.info.workflowExecution?.workflowId ?? build.name)
+        .catch((error: unknown) => {
+          log.warn({ build: build.name, err: error }, 'could not signal init start');
+        });
+      await commitStatus(
+        build.commit,
+        'pending',
+        'initializing',
+        `${deps.baseUrl}/builds/${build.name}`,
+      ).catch((error: unknown) => log.warn({ build: build.name, err: error }, 'commit status'));
+      const outcome = await guard('initialize', () =>
+        runBuildJob(build, config, 'initialize', generation),
+      );
+      if (ctx.cancellationSignal.aborted) await ctx.cancelled;
+      await mirrorOnDeployment(
+        build.name,
+        outcome.succeeded
+          ? { status: 'stopped', initStatus: 'succeeded', failureReason: '' }
+          : { status: 'failed', initStatus: 'failed', failureReason: outcome.reason ?? 'failed' },
+      );
+      return outcome;
+    },
+
+    /** Runs the cleanup Job; a failed cleanup throws (retried with backoff by the workflow). */
+    async cleanup(build: BuildRef, config: ResolvedBuild, generation: number): Promise<JobOutcome> {
+      const outcome = await guard('cleanup', () =>
+        runBuildJob(build, config, 'cleanup', generation),
+      );
+      if (!outcome.succeeded) {
+        throw ApplicationFailure.retryable(
+          `cleanup Job ${outcome.jobName} failed: ${outcome.reason ?? 'unknown'}`,
+          failureTypes.cleanupFailed,
+        );
+      }
+      return outcome;
+    },
+
+    /** Deletes the build's Jobs of one kind (their pods go with them). */
+    async killJobs(name: string, kind: JobKind): Promise<number> {
+      const jobs = await kube.batch.listNamespacedJob({
+        namespace,
+        labelSelector: `${BUILD_LABEL}=${name},${JOB_KIND_LABEL}=${kind}`,
+      });
+      for (const job of jobs.items) {
+        await kube.batch
+          .deleteNamespacedJob({
+            name: job.metadata?.name ?? '',
+            namespace,
+            propagationPolicy: 'Background',
+          })
+          .catch((error: unknown) => {
+            if (!isKubeStatus(error, 404)) throw error;
+          });
+      }
+      return jobs.items.length;
+    },
+
+    /**
+     * Deletes every object carrying the build label, then lets the Deployment go by removing the
+     * finalizer; resolves once the Deployment is gone.
+     */
+    async deleteBuildObjects(name: string): Promise<void> {
+      const selector = `${BUILD_LABEL}=${name}`;
+      const kinds: [string, string][] = [
+        ['networking.k8s.io/v1', 'Ingress'],
+        ['v1', 'Service'],
+        ['batch/v1', 'Job'],
+        ['v1', 'ConfigMap'],
+        ['v1', 'Secret'],
+        ['v1', 'PersistentVolumeClaim'],
+        ['apps/v1', 'Deployment'],
+      ];
+      for (const [apiVersion, kind] of kinds) {
+        const list = await kube.objects.list(
+          apiVersion,
+          kind,
+          namespace,
+          undefined,
+          undefined,
+          undefined,
+          undefined,
+          selector,
+        );
+        for (const item of list.items) {
+          await kube.objects
+            .delete(
+              { apiVersion, kind, metadata: { name: item.metadata?.name ?? '', namespace } },
+              undefined,
+              undefined,
+              undefined,
+              undefined,
+              'Background',
+            )
+            .catch((error: unknown) => {
+              if (!isKubeStatus(error, 404)) throw error;
+            });
+        }
+      }
+      // The finalizer is removed last: from here on nothing of the build holds a database.
+      let deployment: V1Deployment;
+      try {
+        deployment = await kube.apps.readNamespacedDeployment({ name, namespace });
+      } catch (error) {
+        if (isKubeStatus(error, 404)) return;
+        throw error;
+      }
+      const finalizers = (deployment.metadata?.finalizers ?? []).filter(
+        (finalizer) => finalizer !== CLEANUP_FINALIZER,
+      );
+      await patchDeployment(name, {
+        metadata: { finalizers, resourceVersion: deployment.metadata?.resourceVersion },
+      });
+      const ctx = Context.current();
+      const path = `/apis/apps/v1/namespaces/${namespace}/deployments`;
+      for (;;) {
+        try {
+          const current = await kube.apps.readNamespacedDeployment({ name, namespace });
+          ctx.heartbeat();
+          await waitForChange(
+            kube,
+            path,
+            name,
+            current.metadata?.resourceVersion,
+            5000,
+            ctx.cancellationSignal,
+          );
+        } catch (error) {
+          if (isKubeStatus(error, 404)) return;
+          throw error;
+        }
+      }
+    },
+
+    /**
+     * Reports a commit status (context `runboat/build`) linking to the live build, its page or
+     * its init log; a no-op without a GitHub client.
+     */
+    async postCommitStatus(
+      build: BuildRef,
+      state: CommitStatusState,
+      description: string,
+      link: 'live' | 'build' | 'init-log',
+    ): Promise<void> {
+      const targetUrl = {
+        live: `https://${build.slug}.${deps.buildDomain}`,
+        build: `${deps.baseUrl}/builds/${build.name}`,
+        'init-log': `${deps.baseUrl}/api/v1/builds/${build.name}/init-log`,
+      }[link];
+      await commitStatus(build.commit, state, description, targetUrl);
+    },
+  };
+}
+
+/** What one transition writes onto the Deployment. */
+export interface Mirror {
+  status?: BuildStatus;
+  initStatus?: InitStatus;
+  /** '' clears it. */
+  failureReason?: string;
+  /** 'failed' once cleanup gave up; '' clears it. */
+  cleanupStatus?: string;
+}
+
+/** The activities, for `proxyActivities<BuildActivities>()` in workflows. */
+export type BuildActivities = ReturnType<typeof createActivities>;

@@ -1,0 +1,196 @@
+/**
+ * Running a build's Job to its end: create it idempotently (a retry adopts the Job created
+ * before), wait for it with heartbeats, and keep the tail of its pod's log in a ConfigMap of the
+ * build, whatever the ending.
+ */
+import { Watch, type KubernetesObject, type V1Job } from '@kubernetes/client-node';
+import { BUILD_LABEL, JOB_KIND_LABEL, type JobKind } from '../domain/build.js';
+import { applyManifests, describeKubeError, isKubeStatus, type KubeClients } from '../lib/kube.js';
+
+/** How a Job ended. */
+export interface JobOutcome {
+  jobName: string;
+  succeeded: boolean;
+  /** Why it failed (`DeadlineExceeded: …`, `BackoffLimitExceeded: …`, `Job deleted`). */
+  reason: string | null;
+  /** Whether this attempt found the Job already created by an earlier attempt. */
+  adopted: boolean;
+}
+
+/** Lines of the pod log kept after a Job ends. */
+export const LOG_TAIL_LINES = 500;
+
+/** The name of the ConfigMap that keeps the log of a build's Job kind. */
+export function logConfigMapName(build: string, kind: JobKind): string {
+  return `${build}-${kind === 'initialize' ? 'init' : 'cleanup'}-log`;
+}
+
+/** The name of a build's Job of one kind and generation. */
+export function jobName(build: string, kind: JobKind, generation: number): string {
+  return `${build}-${kind === 'initialize' ? 'init' : 'cleanup'}-${generation}`;
+}
+
+function finished(job: V1Job): { succeeded: boolean; reason: string | null } | undefined {
+  for (const condition of job.status?.conditions ?? []) {
+    if (condition.status !== 'True') continue;
+    if (condition.type === 'Complete') return { succeeded: true, reason: null };
+    if (condition.type === 'Failed') {
+      const detail = [condition.reason, condition.message].filter(Boolean).join(': ');
+      return { succeeded: false, reason: detail || 'Job failed' };
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Resolves when the named object changes (or after `maxMs`), using a watch from the given
+ * resource version, so that an ending is seen at once without polling the API server.
+ */
+export async function waitForChange(
+  kube: KubeClients,
+  path: string,
+  name: string,
+  resourceVersion: string | undefined,
+  maxMs: number,
+  signal: AbortSignal,
+): Promise<void> {
+  let controller: AbortController | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const onAbort = () => controller?.abort();
+  try {
+    await new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, maxMs);
+      signal.addEventListener('abort', () => resolve(), { once: true });
+      new Watch(kube.config)
+        .watch(
+          path,
+          {
+            fieldSelector: `metadata.name=${name}`,
+            resourceVersion,
+            allowWatchBookmarks: false,
+            timeoutSeconds: Math.ceil(maxMs / 1000),
+          },
+          (phase) => {
+            if (phase === 'MODIFIED' || phase === 'DELETED' || phase === 'ADDED') resolve();
+          },
+          () => resolve(),
+        )
+        .then((c) => {
+          controller = c;
+          signal.addEventListener('abort', onAbort, { once: true });
+        })
+        .catch(() => resolve());
+    });
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener('abort', onAbort);
+    controller?.abort();
+  }
+}
+
+/** Options of {@link runJob}. */
+export interface RunJobOptions {
+  kube: KubeClients;
+  namespace: string;
+  build: string;
+  kind: JobKind;
+  /** The rendered Job. */
+  job: V1Job;
+  /** Called at least every few seconds while waiting (activity heartbeat). */
+  heartbeat: (details: unknown) => void;
+  signal: AbortSignal;
+}
+
+/** Creates the Job, or adopts the one an earlier attempt created, and waits for its end. */
+export async function runJob(options: RunJobOptions): Promise<JobOutcome> {
+  const { kube, namespace, build, kind, job, signal } = options;
+  const name = job.metadata?.name ?? '';
+  let adopted = false;
+  try {
+    await kube.batch.createNamespacedJob({ namespace, body: job, dryRun: 'All' });
+    await kube.batch.createNamespacedJob({ namespace, body: job });
+  } catch (error) {
+    if (!isKubeStatus(error, 409)) throw error;
+    const existing = await kube.batch.readNamespacedJob({ name, namespace });
+    const labels = existing.metadata?.labels ?? {};
+    if (labels[BUILD_LABEL] !== build || labels[JOB_KIND_LABEL] !== kind) {
+      throw new Error(`Job ${name} exists but does not belong to build ${build} (${kind})`, {
+        cause: error,
+      });
+    }
+    adopted = true;
+  }
+  const path = `/apis/batch/v1/namespaces/${namespace}/jobs`;
+  for (;;) {
+    if (signal.aborted) throw signal.reason ?? new Error('cancelled');
+    let current: V1Job;
+    try {
+      current = await kube.batch.readNamespacedJobStatus({ name, namespace });
+    } catch (error) {
+      if (isKubeStatus(error, 404)) {
+        return { jobName: name, succeeded: false, reason: 'Job deleted before it ended', adopted };
+      }
+      throw error;
+    }
+    const end = finished(current);
+    if (end) return { jobName: name, ...end, adopted };
+    options.heartbeat({ job: name });
+    await waitForChange(kube, path, name, current.metadata?.resourceVersion, 5000, signal);
+  }
+}
+
+/** The tail of the log of the Job's newest pod, or a line saying why there is none. */
+async function podLogTail(kube: KubeClients, namespace: string, job: string): Promise<string> {
+  try {
+    const pods = await kube.core.listNamespacedPod({
+      namespace,
+      labelSelector: `job-name=${job}`,
+    });
+    const newest = pods.items
+      .slice()
+      .sort((a, b) =>
+        String(a.metadata?.creationTimestamp ?? '').localeCompare(
+          String(b.metadata?.creationTimestamp ?? ''),
+        ),
+      )
+      .pop();
+    if (!newest?.metadata?.name) return '(no pod was created for this Job)';
+    const log = await kube.core.readNamespacedPodLog({
+      name: newest.metadata.name,
+      namespace,
+      tailLines: LOG_TAIL_LINES,
+      limitBytes: 256 * 1024,
+    });
+    return log || '(the pod wrote no log)';
+  } catch (error) {
+    return `(log unavailable: ${describeKubeError(error)})`;
+  }
+}
+
+/** Keeps the tail of the Job's log and its outcome in the build's log ConfigMap. */
+export async function keepJobLog(
+  kube: KubeClients,
+  namespace: string,
+  build: string,
+  kind: JobKind,
+  outcome: JobOutcome,
+): Promise<void> {
+  const log = await podLogTail(kube, namespace, outcome.jobName);
+  const configMap: KubernetesObject & { data: Record<string, string> } = {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: {
+      name: logConfigMapName(build, kind),
+      namespace,
+      labels: { [BUILD_LABEL]: build, [JOB_KIND_LABEL]: kind },
+    },
+    data: {
+      job: outcome.jobName,
+      outcome: outcome.succeeded ? 'succeeded' : 'failed',
+      reason: outcome.reason ?? '',
+      finishedAt: new Date().toISOString(),
+      log,
+    },
+  };
+  await applyManifests(kube.objects, [configMap]);
+}

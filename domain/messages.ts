@@ -1,0 +1,72 @@
+/**
+ * The messages of a build workflow, shared by the workflow and its callers (API, watcher, tests):
+ * its input, the updates that change it, the query that reads it and the drift signal.
+ */
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { BuildStatus, CommitInfo, InitStatus, ResolvedBuild } from './build.js';
+
+/** Why a build was asked for. */
+export interface BuildTrigger {
+  kind: 'webhook' | 'api' | 'sticky' | 'adopted';
+  /** GitHub delivery id, API request id… */
+  id?: string;
+}
+
+/** What the workflow knows of its build; the answer of every update and of the status query. */
+export interface BuildState {
+  name: string;
+  slug: string;
+  commit: CommitInfo;
+  status: BuildStatus;
+  initStatus: InitStatus;
+  /** Init attempts so far; names the init Job (`<name>-init-<n>`). */
+  initGeneration: number;
+  cleanupGeneration: number;
+  /** Why the last init or cleanup failed. */
+  failureReason: string | null;
+  lastScaled: string | null;
+  deployLink: string;
+}
+
+/** Input of `buildWorkflow`; `state` is carried over by continue-as-new and adoption. */
+export interface BuildWorkflowInput {
+  commit: CommitInfo;
+  trigger: BuildTrigger;
+  state?: BuildState;
+  /** The resolved configuration, carried over by continue-as-new. */
+  config?: ResolvedBuild | undefined;
+  /** Task queue of the init activity (default `runboat-init`). */
+  initTaskQueue?: string;
+  /** Continue-as-new once history has this many events (default: when Temporal suggests it). */
+  maxHistoryEvents?: number;
+}
+
+/** Scale the build to 1 replica. Valid from stopped, stopping, starting, started. */
+export const startUpdate = defineUpdate<BuildState>('start');
+/** Scale the build to 0 replicas. Valid from started, starting, stopping, stopped. */
+export const stopUpdate = defineUpdate<BuildState>('stop');
+/** Run the init again from scratch (runboat's redeploy). Valid unless undeploying. */
+export const resetUpdate = defineUpdate<BuildState>('reset');
+/** Clean up and delete the build. Valid from any state; again after a failed cleanup. */
+export const undeployUpdate = defineUpdate<BuildState>('undeploy');
+/** The build's state as the workflow knows it. */
+export const stateQuery = defineQuery<BuildState>('state');
+
+/** What the watcher saw change in Kubernetes behind the workflow's back. */
+export interface DriftEvent {
+  kind: 'deployment-deleting' | 'deployment-gone' | 'scaled' | 'init-job-gone';
+  /** For `scaled`: the replicas seen. */
+  replicas?: number;
+}
+
+/** Kubernetes drifted from what the workflow applied. */
+export const driftSignal = defineSignal<[DriftEvent]>('drift');
+
+/** The `type` of the failure an update fails with when its transition is not allowed (HTTP 409). */
+export const INVALID_TRANSITION = 'InvalidTransition';
+
+/** Sent by the init activity when it begins: the build is initializing from now on. */
+export const initStartedSignal = defineSignal('initStarted');
+
+/** Default task queues (settings may rename them). */
+export const defaultTaskQueues = { builds: 'runboat-builds', init: 'runboat-init' } as const;

@@ -1,0 +1,152 @@
+/**
+ * The settings of every process, validated at start-up: `RUNBOAT_*` environment variables plus the
+ * repos file (YAML). A wrong value stops the process with one message naming the field. Secrets
+ * come only from the environment (or files it names) and are never logged.
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+/** One build configuration of a repo. */
+const buildConfigSchema = z.strictObject({
+  /** Container image `name:tag`; the tag defaults to the target branch. */
+  image: z.string().min(1),
+  env: z.record(z.string(), z.string()).default({}),
+  /** Names of environment variables of the worker whose values become the build's secret env. */
+  secretEnv: z.record(z.string(), z.string()).default({}),
+  templateVars: z.record(z.string(), z.unknown()).default({}),
+  /** Directory of the kubefiles; relative paths are relative to the repos file. */
+  kubefiles: z.string().optional(),
+});
+
+const regex = z.string().refine(
+  (value) => {
+    try {
+      new RegExp(value);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  { message: 'not a valid regular expression' },
+);
+
+const repoConfigSchema = z.strictObject({
+  /** Regular expression matched against the whole `owner/name`, case-insensitively. */
+  repo: regex,
+  /** Regular expression matched against the whole target branch. */
+  branch: regex,
+  /** The newest build of each matching branch is never evicted, and always exists. */
+  sticky: z.boolean().default(false),
+  builds: z.array(buildConfigSchema).min(1),
+});
+
+/** The repos file: which repos and branches get builds, and how. */
+export const reposFileSchema = z.array(repoConfigSchema);
+
+/** One entry of the repos file. */
+export type RepoConfig = z.infer<typeof repoConfigSchema>;
+/** One build configuration of a repo. */
+export type BuildConfig = z.infer<typeof buildConfigSchema>;
+
+const positiveInt = z.coerce.number().int().positive();
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((value) => ['true', '1', 'yes'].includes(value));
+
+const envSchema = z.object({
+  RUNBOAT_TEMPORAL_ADDRESS: z.string().default('127.0.0.1:7233'),
+  RUNBOAT_TEMPORAL_NAMESPACE: z.string().default('default'),
+  /** Task queue of the build workflows and their short activities. */
+  RUNBOAT_BUILDS_TASK_QUEUE: z.string().default('runboat-builds'),
+  /** Task queue of the long init activity; its slots are the init concurrency. */
+  RUNBOAT_INIT_TASK_QUEUE: z.string().default('runboat-init'),
+  /** Roles this worker process plays: `builds`, `init` or both (comma-separated). */
+  RUNBOAT_WORKER_ROLES: z
+    .string()
+    .default('builds,init')
+    .transform((value) => value.split(',').map((role) => role.trim()))
+    .pipe(z.array(z.enum(['builds', 'init'])).min(1)),
+  /** Init slots of this worker: the number of init Jobs it runs at once. */
+  RUNBOAT_MAX_INITIALIZING: positiveInt.default(2),
+  RUNBOAT_MAX_STARTED: positiveInt.default(6),
+  RUNBOAT_MAX_DEPLOYED: positiveInt.default(50),
+  /** Kubernetes namespace of the builds. */
+  RUNBOAT_BUILD_NAMESPACE: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/)
+    .default('runboat-builds'),
+  /** Builds are served at `https://<slug>.<domain>`. */
+  RUNBOAT_BUILD_DOMAIN: z.string().min(1).default('runboat.localhost'),
+  /** kubeconfig file; in-cluster or `~/.kube/config` when unset. */
+  RUNBOAT_KUBECONFIG: z.string().optional(),
+  RUNBOAT_KUBE_CONTEXT: z.string().optional(),
+  RUNBOAT_REPOS_FILE: z.string().optional(),
+  RUNBOAT_GITHUB_API_URL: z.url().default('https://api.github.com'),
+  RUNBOAT_GITHUB_TOKEN: z.string().optional(),
+  /** Public URL of the runboat UI, for the links of commit statuses. */
+  RUNBOAT_BASE_URL: z.url().default('http://127.0.0.1:8000'),
+  RUNBOAT_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+  /** Cancel a PR's or branch's builds still queued for init when a newer commit arrives. */
+  RUNBOAT_CANCEL_SUPERSEDED: bool.default(false),
+});
+
+/** Validated settings. */
+export type Settings = z.infer<typeof envSchema> & { repos: RepoConfig[]; reposDir: string };
+
+/** A configuration that cannot be used; the message names the field. */
+export class SettingsError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SettingsError';
+  }
+}
+
+function describe(error: z.ZodError, where: string): string {
+  const issue = error.issues[0];
+  if (!issue) return `${where}: invalid`;
+  const path = issue.path.map(String).join('.');
+  return `${where}${path ? ` ${path}` : ''}: ${issue.message}`;
+}
+
+/** Reads and validates a repos file. */
+export function loadReposFile(path: string): RepoConfig[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new SettingsError(`RUNBOAT_REPOS_FILE=${path}: ${(error as Error).message}`);
+  }
+  let data: unknown;
+  try {
+    data = parseYaml(text);
+  } catch (error) {
+    throw new SettingsError(`${path}: not valid YAML: ${(error as Error).message}`);
+  }
+  const parsed = reposFileSchema.safeParse(data ?? []);
+  if (!parsed.success) throw new SettingsError(describe(parsed.error, path));
+  return parsed.data;
+}
+
+/** Validates the environment (and the repos file it names). */
+export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) throw new SettingsError(describe(parsed.error, 'environment'));
+  const reposFile = parsed.data.RUNBOAT_REPOS_FILE;
+  const repos = reposFile ? loadReposFile(reposFile) : [];
+  const reposDir = reposFile ? reposFile.replace(/\/[^/]*$/, '') || '.' : process.cwd();
+  return { ...parsed.data, repos, reposDir };
+}
+
+/** The first repo entry whose patterns match the whole repo and branch, if any. */
+export function findRepoConfig(
+  repos: readonly RepoConfig[],
+  repo: string,
+  branch: string,
+): RepoConfig | undefined {
+  return repos.find(
+    (entry) =>
+      new RegExp(`^(?:${entry.repo})$`, 'i').test(repo) &&
+      new RegExp(`^(?:${entry.branch})$`).test(branch),
+  );
+}

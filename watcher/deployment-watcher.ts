@@ -1,0 +1,84 @@
+/**
+ * Watches the build Deployments and tells their workflows about drift they did not cause. So far:
+ * a Deployment being deleted behind the workflow's back (`kubectl delete`), which the finalizer
+ * holds until the workflow has run the cleanup Job. The watcher changes nothing in Kubernetes.
+ */
+import { makeInformer, type V1Deployment } from '@kubernetes/client-node';
+import type { Client } from '@temporalio/client';
+import { BUILD_LABEL, STATUS_LABEL } from '../domain/build.js';
+import { driftSignal, type DriftEvent } from '../domain/messages.js';
+import type { KubeClients } from '../lib/kube.js';
+import type { Logger } from '../lib/logger.js';
+
+/** Options of {@link startDeploymentWatcher}. */
+export interface DeploymentWatcherOptions {
+  kube: KubeClients;
+  namespace: string;
+  client: Client;
+  logger: Logger;
+}
+
+/** A running watcher. */
+export interface DeploymentWatcher {
+  stop(): Promise<void>;
+}
+
+/** Starts the informer on build Deployments; it restarts itself with backoff after errors. */
+export async function startDeploymentWatcher(
+  options: DeploymentWatcherOptions,
+): Promise<DeploymentWatcher> {
+  const { kube, namespace, client } = options;
+  const log = options.logger.child({ component: 'watcher' });
+  const informer = makeInformer<V1Deployment>(
+    kube.config,
+    `/apis/apps/v1/namespaces/${namespace}/deployments`,
+    () => kube.apps.listNamespacedDeployment({ namespace, labelSelector: BUILD_LABEL }),
+    BUILD_LABEL,
+  );
+  // Deletions already reported, so that every later update of the same object stays quiet.
+  const reported = new Set<string>();
+  let stopped = false;
+  let backoffMs = 500;
+
+  const signal = async (name: string, event: DriftEvent) => {
+    try {
+      await client.workflow.getHandle(name).signal(driftSignal, event);
+      log.info({ build: name, drift: event.kind }, 'drift signalled');
+    } catch (error) {
+      log.warn({ build: name, drift: event.kind, err: error }, 'could not signal drift');
+    }
+  };
+
+  const inspect = (deployment: V1Deployment) => {
+    const name = deployment.metadata?.labels?.[BUILD_LABEL];
+    if (!name || !deployment.metadata?.deletionTimestamp) return;
+    if (deployment.metadata.labels?.[STATUS_LABEL] === 'undeploying' || reported.has(name)) return;
+    reported.add(name);
+    void signal(name, { kind: 'deployment-deleting' });
+  };
+
+  informer.on('add', inspect);
+  informer.on('update', inspect);
+  informer.on('delete', (deployment) => {
+    const name = deployment.metadata?.labels?.[BUILD_LABEL];
+    if (name) reported.delete(name);
+  });
+  informer.on('connect', () => {
+    backoffMs = 500;
+  });
+  informer.on('error', (error) => {
+    if (stopped) return;
+    log.warn({ err: error, retryInMs: backoffMs }, 'deployment watch failed; restarting');
+    setTimeout(() => {
+      if (!stopped) void informer.start().catch(() => undefined);
+    }, backoffMs);
+    backoffMs = Math.min(backoffMs * 2, 30_000);
+  });
+  await informer.start();
+  return {
+    async stop() {
+      stopped = true;
+      await informer.stop();
+    },
+  };
+}

@@ -1,0 +1,140 @@
+/**
+ * The worker process: the composition root of the `builds` role (build workflows, their short
+ * activities and the drift watcher) and the `init` role (the long init activity, one Job per slot:
+ * the init concurrency of the whole system is the sum of the init slots of all `init` workers).
+ *
+ * SIGTERM/SIGINT shut it down gracefully: polling stops, running activities get a grace period,
+ * and an init Job left running is adopted by the retried activity on another worker.
+ */
+import { fileURLToPath } from 'node:url';
+import {
+  DefaultLogger,
+  NativeConnection,
+  Runtime,
+  Worker,
+  type LogLevel,
+} from '@temporalio/worker';
+import { createActivities } from '../activities/index.js';
+import { initStartedSignal } from '../domain/messages.js';
+import { createGitHubClient } from '../lib/github.js';
+import { createKubeClients } from '../lib/kube.js';
+import { createLogger } from '../lib/logger.js';
+import { loadReposFile, loadSettings, SettingsError } from '../lib/settings.js';
+import { connectClient } from '../lib/temporal.js';
+import { startDeploymentWatcher } from '../watcher/deployment-watcher.js';
+
+const temporalLevels: Record<string, LogLevel> = {
+  trace: 'TRACE',
+  debug: 'DEBUG',
+  info: 'INFO',
+  warn: 'WARN',
+  error: 'ERROR',
+  fatal: 'ERROR',
+};
+
+async function main(): Promise<void> {
+  const settings = loadSettings();
+  const logger = createLogger(settings.RUNBOAT_LOG_LEVEL, 'runboat-worker');
+  const sdkLog = logger.child({ component: 'temporal-sdk' });
+  Runtime.install({
+    logger: new DefaultLogger(temporalLevels[settings.RUNBOAT_LOG_LEVEL] ?? 'INFO', (entry) => {
+      const level = entry.level === 'TRACE' ? 'trace' : (entry.level.toLowerCase() as 'info');
+      sdkLog[level](entry.meta ?? {}, entry.message);
+    }),
+  });
+
+  const roles = new Set(settings.RUNBOAT_WORKER_ROLES);
+  const temporal = {
+    address: settings.RUNBOAT_TEMPORAL_ADDRESS,
+    namespace: settings.RUNBOAT_TEMPORAL_NAMESPACE,
+  };
+  const connection = await NativeConnection.connect({ address: temporal.address });
+  const client = await connectClient(temporal);
+  const kube = createKubeClients({
+    kubeconfig: settings.RUNBOAT_KUBECONFIG,
+    context: settings.RUNBOAT_KUBE_CONTEXT,
+  });
+  const reposFile = settings.RUNBOAT_REPOS_FILE;
+  const github =
+    settings.RUNBOAT_GITHUB_TOKEN || process.env.RUNBOAT_GITHUB_API_URL
+      ? createGitHubClient({
+          apiUrl: settings.RUNBOAT_GITHUB_API_URL,
+          token: settings.RUNBOAT_GITHUB_TOKEN,
+        })
+      : undefined;
+  const activities = createActivities({
+    kube,
+    namespace: settings.RUNBOAT_BUILD_NAMESPACE,
+    buildDomain: settings.RUNBOAT_BUILD_DOMAIN,
+    baseUrl: settings.RUNBOAT_BASE_URL,
+    // Read anew at each resolution so that a redeploy picks up an edited repos file.
+    repos: () => (reposFile ? loadReposFile(reposFile) : settings.repos),
+    reposDir: settings.reposDir,
+    secrets: process.env,
+    github,
+    logger,
+    notifyInitStarted: (workflowId) =>
+      client.workflow.getHandle(workflowId).signal(initStartedSignal),
+  });
+
+  const workers: Worker[] = [];
+  if (roles.has('builds')) {
+    workers.push(
+      await Worker.create({
+        connection,
+        namespace: temporal.namespace,
+        taskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
+        workflowsPath: fileURLToPath(new URL('../workflows/index.ts', import.meta.url)),
+        activities,
+        shutdownGraceTime: '10 seconds',
+      }),
+    );
+  }
+  if (roles.has('init')) {
+    workers.push(
+      await Worker.create({
+        connection,
+        namespace: temporal.namespace,
+        taskQueue: settings.RUNBOAT_INIT_TASK_QUEUE,
+        activities,
+        maxConcurrentActivityTaskExecutions: settings.RUNBOAT_MAX_INITIALIZING,
+        shutdownGraceTime: '10 seconds',
+      }),
+    );
+  }
+  const watcher = roles.has('builds')
+    ? await startDeploymentWatcher({
+        kube,
+        namespace: settings.RUNBOAT_BUILD_NAMESPACE,
+        client,
+        logger,
+      })
+    : undefined;
+  logger.info(
+    {
+      roles: [...roles],
+      initSlots: roles.has('init') ? settings.RUNBOAT_MAX_INITIALIZING : 0,
+      temporal: temporal.address,
+      namespace: settings.RUNBOAT_BUILD_NAMESPACE,
+    },
+    'worker running',
+  );
+  try {
+    // Runtime's shutdown signals (SIGINT, SIGTERM) make every worker drain and return.
+    await Promise.all(workers.map((worker) => worker.run()));
+  } finally {
+    await watcher?.stop();
+    await client.connection.close();
+    await connection.close();
+    logger.info('worker stopped');
+  }
+}
+
+main().catch((error: unknown) => {
+  if (error instanceof SettingsError) {
+    console.error(`runboat worker: bad configuration: ${error.message}`);
+    process.exit(2);
+  }
+  console.error(error);
+  process.exit(1);
+});

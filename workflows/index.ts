@@ -1,0 +1,2 @@
+/** Every workflow, for the worker's bundler. */
+export { buildWorkflow } from './build-workflow.js';
