@@ -6,7 +6,9 @@
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
 import { sandboxStages } from './kwok-stages.js';
+import { createSandboxStorageClass } from './volume-provisioner.js';
 import { freePort } from './ports.js';
 import { runCommand } from './run-command.js';
 import type { Toolset } from './tools.js';
@@ -169,6 +171,10 @@ export async function startKwokCluster(options: KwokClusterOptions): Promise<Kwo
     '--timeout=120s',
     ...nodes.map((node) => `node/${node}`),
   ]);
+  const config = new KubeConfig();
+  config.loadFromFile(options.kubeconfig);
+  config.setCurrentContext(context);
+  await createSandboxStorageClass(config);
   // The default ServiceAccount is created asynchronously by the controller-manager; pods of the
   // default namespace cannot be created before it exists.
   const deadline = Date.now() + 60_000;

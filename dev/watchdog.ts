@@ -1,11 +1,14 @@
 /**
- * Watches the process that owns a sandbox and tears the sandbox down once that process is gone,
- * however it ended. Started detached by startSandbox: `watchdog.ts <runDir> <ownerPid>`.
+ * The companion process of a sandbox, started detached by startSandbox:
+ * `watchdog.ts <runDir> <ownerPid>`. It provisions the cluster's volumes, and tears the sandbox
+ * down once the process that owns it is gone, however that process ended.
  */
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
 import { readSandboxInfo, teardownSandbox } from './sandbox.js';
+import { startVolumeProvisioner } from './volume-provisioner.js';
 import { isAlive } from './tools.js';
 
 const [runDir, ownerArg] = process.argv.slice(2);
@@ -17,6 +20,16 @@ if (!runDir || !Number.isInteger(ownerPid)) {
 
 // A normal stop kills this process first; SIGTERM must not trigger a teardown.
 process.on('SIGTERM', () => process.exit(0));
+
+const sandbox = await readSandboxInfo(runDir);
+if (sandbox) {
+  const config = new KubeConfig();
+  config.loadFromFile(sandbox.kube.kubeconfig);
+  config.setCurrentContext(sandbox.kube.context);
+  await startVolumeProvisioner(config, (line) =>
+    console.log(`${new Date().toISOString()} volumes: ${line}`),
+  );
+}
 
 const timer = setInterval(() => {
   if (!existsSync(join(runDir, 'sandbox.json'))) {

@@ -1,0 +1,194 @@
+/**
+ * A build environment for integration tests: a namespace and task queues of its own in the run's
+ * sandbox, a repos file, a fake GitHub, and real worker processes (`worker/main.ts`) started and
+ * killed as an operator would.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, openSync } from 'node:fs';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { V1Deployment } from '@kubernetes/client-node';
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import { inject } from 'vitest';
+import { deriveStatus, type BuildStatus, type CommitInfo } from '../../domain/build.js';
+import { createKubeClients, isKubeStatus, type KubeClients } from '../../lib/kube.js';
+import { ensureBuild, type TemporalOptions } from '../../lib/temporal.js';
+import { startFakeGitHub, type FakeGitHub } from './fake-github.js';
+import { createTestNamespace, eventually, temporalClient } from './helpers.js';
+
+const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** A worker process under test. */
+export interface WorkerProcess {
+  child: ChildProcess;
+  logFile: string;
+  /** Sends a signal and resolves with the exit code (or signal name). */
+  stop(signal?: NodeJS.Signals): Promise<string>;
+}
+
+/** Options of {@link createBuildEnv}. */
+export interface BuildEnvOptions {
+  /** Entries of the repos file (YAML-able objects). */
+  repos: unknown[];
+}
+
+/** Everything a build test needs. */
+export interface BuildEnv {
+  namespace: string;
+  kube: KubeClients;
+  client: Client;
+  github: FakeGitHub;
+  temporal: TemporalOptions;
+  /** Environment of the worker processes. */
+  workerEnv: NodeJS.ProcessEnv;
+  startWorker(env?: NodeJS.ProcessEnv): Promise<WorkerProcess>;
+  /** A commit with a fresh random SHA. */
+  commit(repo: string, targetBranch: string, pr?: number | null): CommitInfo;
+  /** Starts (or finds) the build workflow of a commit. */
+  build(commit: CommitInfo, maxHistoryEvents?: number): Promise<WorkflowHandle>;
+  deployment(name: string): Promise<V1Deployment | undefined>;
+  /** Waits until the Deployment's derived status and status label are both `status`. */
+  waitForStatus(name: string, status: BuildStatus, timeoutMs?: number): Promise<V1Deployment>;
+  close(): Promise<void>;
+}
+
+/** Creates the environment; call `close()` in afterAll. */
+export async function createBuildEnv(options: BuildEnvOptions): Promise<BuildEnv> {
+  const sandbox = inject('sandbox');
+  const kube = createKubeClients({
+    kubeconfig: sandbox.kube.kubeconfig,
+    context: sandbox.kube.context,
+  });
+  const namespace = await createTestNamespace(kube.core, 'builds');
+  const suffix = randomBytes(3).toString('hex');
+  const temporal: TemporalOptions = {
+    address: sandbox.temporal.address,
+    namespace: sandbox.temporal.namespace,
+    buildsTaskQueue: `builds-${suffix}`,
+    initTaskQueue: `init-${suffix}`,
+  };
+  const dir = await mkdtemp(join(tmpdir(), 'runboat-test-'));
+  const reposFile = join(dir, 'repos.yaml');
+  // JSON is YAML: the repos file is written as JSON to keep the test free of formatting concerns.
+  await writeFile(reposFile, JSON.stringify(options.repos, null, 2));
+  const github = await startFakeGitHub();
+  const client = await temporalClient();
+  const workers: WorkerProcess[] = [];
+  const workerEnv: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    RUNBOAT_TEMPORAL_ADDRESS: temporal.address,
+    RUNBOAT_TEMPORAL_NAMESPACE: temporal.namespace,
+    RUNBOAT_BUILDS_TASK_QUEUE: temporal.buildsTaskQueue,
+    RUNBOAT_INIT_TASK_QUEUE: temporal.initTaskQueue,
+    RUNBOAT_BUILD_NAMESPACE: namespace,
+    RUNBOAT_BUILD_DOMAIN: 'runboat.test',
+    RUNBOAT_KUBECONFIG: sandbox.kube.kubeconfig,
+    RUNBOAT_KUBE_CONTEXT: sandbox.kube.context,
+    RUNBOAT_REPOS_FILE: reposFile,
+    RUNBOAT_GITHUB_API_URL: github.url,
+    RUNBOAT_BASE_URL: 'http://runboat.test',
+    RUNBOAT_LOG_LEVEL: 'info',
+    TEST_DB_PASSWORD: 'not-a-real-secret',
+  };
+
+  const startWorker = async (env: NodeJS.ProcessEnv = {}): Promise<WorkerProcess> => {
+    const logFile = join(dir, `worker-${workers.length}.log`);
+    const fd = openSync(logFile, 'a');
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', join(projectRoot, 'worker/main.ts')],
+      {
+        cwd: projectRoot,
+        env: { ...workerEnv, ...env },
+        stdio: ['ignore', fd, fd],
+      },
+    );
+    closeSync(fd);
+    const exited = new Promise<string>((resolveExit) =>
+      child.on('exit', (code, signal) => resolveExit(signal ?? String(code))),
+    );
+    const worker: WorkerProcess = {
+      child,
+      logFile,
+      async stop(signal = 'SIGTERM') {
+        if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+        return exited;
+      },
+    };
+    workers.push(worker);
+    await eventually(
+      async () => {
+        if (child.exitCode !== null) {
+          throw new Error(`worker exited: ${await readFile(logFile, 'utf8')}`);
+        }
+        const log = await readFile(logFile, 'utf8');
+        if (!log.includes('worker running')) throw new Error(`worker not running yet:\n${log}`);
+      },
+      90_000,
+      250,
+    );
+    return worker;
+  };
+
+  const deployment = async (name: string) => {
+    try {
+      return await kube.apps.readNamespacedDeployment({ name, namespace });
+    } catch (error) {
+      if (isKubeStatus(error, 404)) return undefined;
+      throw error;
+    }
+  };
+
+  return {
+    namespace,
+    kube,
+    client,
+    github,
+    temporal,
+    workerEnv,
+    startWorker,
+    commit: (repo, targetBranch, pr = null) => ({
+      repo,
+      targetBranch,
+      pr,
+      gitCommit: randomBytes(20).toString('hex'),
+    }),
+    build: (commit, maxHistoryEvents) =>
+      ensureBuild(client, temporal, {
+        commit,
+        trigger: { kind: 'api' },
+        ...(maxHistoryEvents === undefined ? {} : { maxHistoryEvents }),
+      }),
+    deployment,
+    waitForStatus: (name, status, timeoutMs = 60_000) =>
+      eventually(
+        async () => {
+          const found = await deployment(name);
+          if (!found) throw new Error(`deployment ${name} does not exist`);
+          const derived = deriveStatus({
+            deletionTimestamp: found.metadata?.deletionTimestamp,
+            replicas: found.spec?.replicas ?? 0,
+            readyReplicas: found.status?.readyReplicas ?? 0,
+            annotations: found.metadata?.annotations ?? {},
+          });
+          const label = found.metadata?.labels?.['runboat/status'];
+          if (derived !== status || label !== status) {
+            throw new Error(`${name}: status ${derived} (label ${label}), waiting for ${status}`);
+          }
+          return found;
+        },
+        timeoutMs,
+        100,
+      ),
+    async close() {
+      await Promise.all(workers.map((worker) => worker.stop('SIGTERM')));
+      await github.close();
+      await client.connection.close();
+      await kube.core.deleteNamespace({ name: namespace }).catch(() => undefined);
+    },
+  };
+}
