@@ -138,7 +138,10 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   return { ...parsed.data, repos, reposDir };
 }
 
-/** The first repo entry whose patterns match the whole repo and branch, if any. */
+/**
+ * The first repo entry whose patterns match the whole repo and branch, if any. `.` matches any
+ * character, line breaks included, so that `.*` means every branch.
+ */
 export function findRepoConfig(
   repos: readonly RepoConfig[],
   repo: string,
@@ -146,7 +149,7 @@ export function findRepoConfig(
 ): RepoConfig | undefined {
   return repos.find(
     (entry) =>
-      new RegExp(`^(?:${entry.repo})$`, 'i').test(repo) &&
-      new RegExp(`^(?:${entry.branch})$`).test(branch),
+      new RegExp(`^(?:${entry.repo})$`, 'is').test(repo) &&
+      new RegExp(`^(?:${entry.branch})$`, 's').test(branch),
   );
 }

@@ -1,0 +1,194 @@
+/**
+ * Builds under pressure, against the real sandbox: the init limit observed from the cluster, a
+ * worker killed mid-init, a Deployment deleted by hand, hostile branch names, long histories.
+ */
+import { spawnSync } from 'node:child_process';
+import { Watch, type V1Job } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { BUILD_LABEL, JOB_KIND_LABEL, annotations, type CommitInfo } from '../../domain/build.js';
+import { startUpdate, stateQuery, stopUpdate, undeployUpdate } from '../../domain/messages.js';
+import { buildName } from '../../domain/names.js';
+import { RUN_FOR_ANNOTATION } from '../../dev/kwok-stages.js';
+import { createBuildEnv, type BuildEnv, type WorkerProcess } from './build-env.js';
+import { eventually } from './helpers.js';
+
+const INIT_SLOTS = 3;
+let env: BuildEnv;
+let worker: WorkerProcess;
+
+beforeAll(async () => {
+  env = await createBuildEnv({
+    repos: [
+      {
+        repo: 'acme/slow',
+        branch: '.*',
+        builds: [
+          {
+            image: 'ghcr.io/acme/odoo:16.0',
+            templateVars: { initPodAnnotations: { [RUN_FOR_ANNOTATION]: '3s' } },
+          },
+        ],
+      },
+      { repo: 'acme/.*', branch: '.*', builds: [{ image: 'ghcr.io/acme/odoo:16.0' }] },
+    ],
+  });
+  worker = await env.startWorker({ RUNBOAT_MAX_INITIALIZING: String(INIT_SLOTS) });
+});
+
+afterAll(async () => {
+  await env?.close();
+});
+
+/** Watches init Jobs and records the most that were unfinished at once. */
+async function observeInitJobs() {
+  const unfinished = new Set<string>();
+  const created = new Map<string, number>();
+  let peak = 0;
+  const done = (job: V1Job) =>
+    (job.status?.conditions ?? []).some(
+      (c) => (c.type === 'Complete' || c.type === 'Failed') && c.status === 'True',
+    );
+  const controller = await new Watch(env.kube.config).watch(
+    `/apis/batch/v1/namespaces/${env.namespace}/jobs`,
+    { labelSelector: `${JOB_KIND_LABEL}=initialize` },
+    (phase, job: V1Job) => {
+      const name = job.metadata?.name ?? '';
+      if (phase === 'ADDED') created.set(name, (created.get(name) ?? 0) + 1);
+      if (phase === 'DELETED' || done(job)) unfinished.delete(name);
+      else unfinished.add(name);
+      peak = Math.max(peak, unfinished.size);
+    },
+    () => undefined,
+  );
+  return {
+    get peak() {
+      return peak;
+    },
+    created,
+    stop: () => controller.abort(),
+  };
+}
+
+async function initJobsOf(name: string): Promise<string[]> {
+  const jobs = await env.kube.batch.listNamespacedJob({
+    namespace: env.namespace,
+    labelSelector: `${BUILD_LABEL}=${name},${JOB_KIND_LABEL}=initialize`,
+  });
+  return jobs.items.map((job) => job.metadata?.name ?? '').sort();
+}
+
+describe('builds under pressure', () => {
+  it(`never run more than ${INIT_SLOTS} init Jobs at once, and all 12 end stopped`, async () => {
+    const observer = await observeInitJobs();
+    try {
+      const commits = Array.from({ length: 12 }, (_, i) => env.commit('acme/slow', `b${i}`));
+      await Promise.all(commits.map((commit) => env.build(commit)));
+      for (const commit of commits) await env.waitForStatus(buildName(commit), 'stopped', 120_000);
+      expect(observer.peak).toBe(INIT_SLOTS);
+      expect(observer.created.size).toBe(12);
+    } finally {
+      observer.stop();
+    }
+  });
+
+  it('survives a worker killed with SIGKILL mid-init: no duplicate Job, every build ends', async () => {
+    const observer = await observeInitJobs();
+    try {
+      const commits = Array.from({ length: 5 }, (_, i) => env.commit('acme/slow', `kill-${i}`));
+      await Promise.all(commits.map((commit) => env.build(commit)));
+      await eventually(async () => expect(observer.created.size).toBeGreaterThanOrEqual(2));
+      expect(await worker.stop('SIGKILL')).toBe('SIGKILL');
+      worker = await env.startWorker({ RUNBOAT_MAX_INITIALIZING: String(INIT_SLOTS) });
+      for (const commit of commits) await env.waitForStatus(buildName(commit), 'stopped', 120_000);
+      for (const commit of commits) {
+        const name = buildName(commit);
+        expect(await initJobsOf(name)).toEqual([`${name}-init-1`]);
+        expect(observer.created.get(`${name}-init-1`)).toBe(1);
+      }
+    } finally {
+      observer.stop();
+    }
+  });
+
+  it('still runs the cleanup Job when the Deployment is deleted with kubectl', async () => {
+    const commit = env.commit('acme/shop', 'kubectl-delete');
+    const name = buildName(commit);
+    const handle = await env.build(commit);
+    await env.waitForStatus(name, 'stopped');
+    const sandbox = inject('sandbox');
+    const kubectl = spawnSync(
+      sandbox.kubectl,
+      [
+        '--kubeconfig',
+        sandbox.kube.kubeconfig,
+        '--context',
+        sandbox.kube.context,
+        '-n',
+        env.namespace,
+        'delete',
+        'deployment',
+        name,
+        '--wait=false',
+      ],
+      { encoding: 'utf8' },
+    );
+    expect(kubectl.stdout).toContain(`deployment.apps "${name}" deleted`);
+    const final = await handle.result();
+    expect(final.status).toBe('undeploying');
+    const history = await handle.fetchHistory();
+    const activities = (history.events ?? []).map(
+      (event) => event.activityTaskScheduledEventAttributes?.activityType?.name,
+    );
+    expect(activities).toContain('cleanup');
+    expect(await env.deployment(name)).toBeUndefined();
+    const leftovers = await env.kube.core.listNamespacedConfigMap({
+      namespace: env.namespace,
+      labelSelector: `${BUILD_LABEL}=${name}`,
+    });
+    expect(leftovers.items).toEqual([]);
+  });
+
+  it('deploys a build whose branch name is hostile, keeping the name verbatim', async () => {
+    const branch = `feat: "x'\n- {{ y }} #z/ünïcødé/${'x'.repeat(200)}`;
+    const commit: CommitInfo = env.commit('acme/shop', branch, 12);
+    const name = buildName(commit);
+    const handle = await env.build(commit);
+    const deployed = await env.waitForStatus(name, 'stopped');
+    expect(deployed.metadata?.annotations?.[annotations.targetBranch]).toBe(branch);
+    const ingress = await env.kube.networking.readNamespacedIngress({
+      name,
+      namespace: env.namespace,
+    });
+    const host = ingress.spec?.rules?.[0]?.host ?? '';
+    for (const label of host.split('.')) {
+      expect(label).toMatch(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/);
+    }
+    await handle.executeUpdate(undeployUpdate);
+    await handle.result();
+  });
+
+  it('continues as new on a long history and keeps serving with its state', async () => {
+    const commit = env.commit('acme/shop', 'long-lived');
+    const name = buildName(commit);
+    const handle = await env.build(commit, 60);
+    await env.waitForStatus(name, 'stopped');
+    const firstRun = (await handle.describe()).runId;
+    for (let cycle = 0; cycle < 6; cycle++) {
+      await handle.executeUpdate(startUpdate);
+      await env.waitForStatus(name, 'started');
+      await handle.executeUpdate(stopUpdate);
+      await env.waitForStatus(name, 'stopped');
+    }
+    const later = await eventually(async () => {
+      const description = await handle.describe();
+      expect(description.runId).not.toBe(firstRun);
+      return description;
+    });
+    expect(later.historyLength).toBeLessThan(60);
+    const state = await handle.query(stateQuery);
+    expect(state).toMatchObject({ status: 'stopped', initStatus: 'succeeded', initGeneration: 1 });
+    await handle.executeUpdate(undeployUpdate);
+    await handle.result();
+    expect(await env.deployment(name)).toBeUndefined();
+  });
+});
