@@ -3,9 +3,9 @@
  * before), wait for it with heartbeats, and keep the tail of its pod's log in a ConfigMap of the
  * build, whatever the ending.
  */
-import { Watch, type KubernetesObject, type V1Job } from '@kubernetes/client-node';
+import { PatchStrategy, Watch, type KubernetesObject, type V1Job } from '@kubernetes/client-node';
 import { BUILD_LABEL, JOB_KIND_LABEL, type JobKind } from '../domain/build.js';
-import { applyManifests, describeKubeError, isKubeStatus, type KubeClients } from '../lib/kube.js';
+import { describeKubeError, FIELD_MANAGER, isKubeStatus, type KubeClients } from '../lib/kube.js';
 
 /** How a Job ended. */
 export interface JobOutcome {
@@ -44,23 +44,24 @@ function finished(job: V1Job): { succeeded: boolean; reason: string | null } | u
 
 /**
  * Resolves when the named object changes (or after `maxMs`), using a watch from the given
- * resource version, so that an ending is seen at once without polling the API server.
+ * resource version, so that an ending is seen at once without polling the API server. Resolves
+ * with the changed object when the watch delivered one.
  */
-export async function waitForChange(
+export async function waitForChange<T = unknown>(
   kube: KubeClients,
   path: string,
   name: string,
   resourceVersion: string | undefined,
   maxMs: number,
   signal: AbortSignal,
-): Promise<void> {
+): Promise<T | undefined> {
   let controller: AbortController | undefined;
   let timer: NodeJS.Timeout | undefined;
   const onAbort = () => controller?.abort();
   try {
-    await new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, maxMs);
-      signal.addEventListener('abort', () => resolve(), { once: true });
+    return await new Promise<T | undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), maxMs);
+      signal.addEventListener('abort', () => resolve(undefined), { once: true });
       new Watch(kube.config)
         .watch(
           path,
@@ -70,16 +71,17 @@ export async function waitForChange(
             allowWatchBookmarks: false,
             timeoutSeconds: Math.ceil(maxMs / 1000),
           },
-          (phase) => {
-            if (phase === 'MODIFIED' || phase === 'DELETED' || phase === 'ADDED') resolve();
+          (phase, object: T) => {
+            if (phase === 'MODIFIED' || phase === 'ADDED') resolve(object);
+            if (phase === 'DELETED') resolve(undefined);
           },
-          () => resolve(),
+          () => resolve(undefined),
         )
         .then((c) => {
           controller = c;
           signal.addEventListener('abort', onAbort, { once: true });
         })
-        .catch(() => resolve());
+        .catch(() => resolve(undefined));
     });
   } finally {
     clearTimeout(timer);
@@ -132,10 +134,20 @@ export async function runJob(options: RunJobOptions): Promise<JobOutcome> {
       }
       throw error;
     }
-    const end = finished(current);
-    if (end) return { jobName: name, ...end, adopted };
-    options.heartbeat({ job: name });
-    await waitForChange(kube, path, name, current.metadata?.resourceVersion, 5000, signal);
+    // Each change the watch delivers is looked at directly; a fresh read only after a quiet spell.
+    for (let seen: V1Job | undefined = current; seen;) {
+      const end = finished(seen);
+      if (end) return { jobName: name, ...end, adopted };
+      options.heartbeat({ job: name });
+      seen = await waitForChange<V1Job>(
+        kube,
+        path,
+        name,
+        seen.metadata?.resourceVersion,
+        5000,
+        signal,
+      );
+    }
   }
 }
 
@@ -192,5 +204,13 @@ export async function keepJobLog(
       log,
     },
   };
-  await applyManifests(kube.objects, [configMap]);
+  // Generated here, not from kubefiles: no dry run needed before applying it.
+  await kube.objects.patch(
+    configMap,
+    undefined,
+    undefined,
+    FIELD_MANAGER,
+    true,
+    PatchStrategy.ServerSideApply,
+  );
 }

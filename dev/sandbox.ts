@@ -9,7 +9,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, openSync, closeSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { deleteKwokCluster, startKwokCluster } from './kwok-cluster.js';
@@ -151,6 +151,10 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   ]);
   if (temporal.status === 'rejected' || kube.status === 'rejected') {
     if (temporal.status === 'fulfilled') await stopProcess(temporal.value.pid);
+    // Keep the control plane's logs: deleting the cluster removes its directory.
+    await cp(join(kubeWorkDir, 'clusters', id, 'logs'), join(runDir, 'kube-logs'), {
+      recursive: true,
+    }).catch(() => undefined);
     await deleteKwokCluster(id, kubeWorkDir, tools.kwokctl).catch(() => undefined);
     const reasons = [temporal, kube]
       .filter((r): r is PromiseRejectedResult => r.status === 'rejected')

@@ -3,31 +3,21 @@
  * sandbox, a repos file, a fake GitHub, and real worker processes (`worker/main.ts`) started and
  * killed as an operator would.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, openSync } from 'node:fs';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import type { V1Deployment } from '@kubernetes/client-node';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { inject } from 'vitest';
 import { deriveStatus, type BuildStatus, type CommitInfo } from '../../domain/build.js';
 import { createKubeClients, isKubeStatus, type KubeClients } from '../../lib/kube.js';
 import { ensureBuild, type TemporalOptions } from '../../lib/temporal.js';
+import { spawnWorker, type WorkerProcess } from '../../dev/worker-process.js';
 import { startFakeGitHub, type FakeGitHub } from './fake-github.js';
 import { createTestNamespace, eventually, temporalClient } from './helpers.js';
 
-const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-
-/** A worker process under test. */
-export interface WorkerProcess {
-  child: ChildProcess;
-  logFile: string;
-  /** Sends a signal and resolves with the exit code (or signal name). */
-  stop(signal?: NodeJS.Signals): Promise<string>;
-}
+export type { WorkerProcess } from '../../dev/worker-process.js';
 
 /** Options of {@link createBuildEnv}. */
 export interface BuildEnvOptions {
@@ -96,41 +86,11 @@ export async function createBuildEnv(options: BuildEnvOptions): Promise<BuildEnv
   };
 
   const startWorker = async (env: NodeJS.ProcessEnv = {}): Promise<WorkerProcess> => {
-    const logFile = join(dir, `worker-${workers.length}.log`);
-    const fd = openSync(logFile, 'a');
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', join(projectRoot, 'worker/main.ts')],
-      {
-        cwd: projectRoot,
-        env: { ...workerEnv, ...env },
-        stdio: ['ignore', fd, fd],
-      },
+    const worker = await spawnWorker(
+      { ...workerEnv, ...env },
+      join(dir, `worker-${workers.length}.log`),
     );
-    closeSync(fd);
-    const exited = new Promise<string>((resolveExit) =>
-      child.on('exit', (code, signal) => resolveExit(signal ?? String(code))),
-    );
-    const worker: WorkerProcess = {
-      child,
-      logFile,
-      async stop(signal = 'SIGTERM') {
-        if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-        return exited;
-      },
-    };
     workers.push(worker);
-    await eventually(
-      async () => {
-        if (child.exitCode !== null) {
-          throw new Error(`worker exited: ${await readFile(logFile, 'utf8')}`);
-        }
-        const log = await readFile(logFile, 'utf8');
-        if (!log.includes('worker running')) throw new Error(`worker not running yet:\n${log}`);
-      },
-      90_000,
-      250,
-    );
     return worker;
   };
 
