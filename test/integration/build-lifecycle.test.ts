@@ -2,6 +2,7 @@
  * The life of a build against the real sandbox: a real worker process, real Temporal, real
  * Kubernetes controllers, and a fake GitHub receiving commit statuses.
  */
+import { readFile } from 'node:fs/promises';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUILD_LABEL, annotations } from '../../domain/build.js';
@@ -14,11 +15,13 @@ import {
   undeployUpdate,
 } from '../../domain/messages.js';
 import { buildName } from '../../domain/names.js';
-import { OUTCOME_LABEL } from '../../dev/kwok-stages.js';
+import { OUTCOME_LABEL, RUN_FOR_ANNOTATION } from '../../dev/kwok-stages.js';
+import type { WorkerProcess } from '../../dev/worker-process.js';
 import { createBuildEnv, type BuildEnv } from './build-env.js';
 import { eventually } from './helpers.js';
 
 let env: BuildEnv;
+let worker: WorkerProcess;
 
 beforeAll(async () => {
   env = await createBuildEnv({
@@ -30,6 +33,19 @@ beforeAll(async () => {
           {
             image: 'ghcr.io/acme/odoo:16.0',
             templateVars: { initPodLabels: { [OUTCOME_LABEL]: 'fail' } },
+          },
+        ],
+      },
+      {
+        repo: 'acme/slowpoke',
+        branch: '.*',
+        builds: [
+          {
+            image: 'ghcr.io/acme/odoo:16.0',
+            templateVars: {
+              initDeadlineSeconds: 1,
+              initPodAnnotations: { [RUN_FOR_ANNOTATION]: '30s' },
+            },
           },
         ],
       },
@@ -46,7 +62,7 @@ beforeAll(async () => {
       },
     ],
   });
-  await env.startWorker();
+  worker = await env.startWorker();
 });
 
 afterAll(async () => {
@@ -194,5 +210,19 @@ describe('a build', () => {
     await handle.executeUpdate(undeployUpdate);
     await handle.result();
     expect(await objectsOf(name)).toEqual([]);
+  });
+
+  it('ends failed with the reason when its init Job passes its deadline', async () => {
+    const commit = env.commit('acme/slowpoke', 'main');
+    const name = buildName(commit);
+    await env.build(commit);
+    const failed = await env.waitForStatus(name, 'failed');
+    expect(failed.metadata?.annotations?.[annotations.failureReason]).toMatch(/DeadlineExceeded/);
+    expect((await initLog(name)).reason).toMatch(/DeadlineExceeded/);
+  });
+
+  it('stops its worker gracefully on SIGTERM', async () => {
+    expect(await worker.stop('SIGTERM')).toBe('0');
+    expect(await readFile(worker.logFile, 'utf8')).toContain('worker stopped');
   });
 });
