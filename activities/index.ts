@@ -119,7 +119,7 @@ export function createActivities(deps: ActivityDeps) {
     return values;
   };
 
-  const render = (
+  const render = async (
     build: BuildRef,
     config: ResolvedBuild,
     mode: KubefilesMode,
@@ -143,7 +143,10 @@ export function createActivities(deps: ActivityDeps) {
       templateVars: config.templateVars,
       ...(job === undefined ? {} : { job: { name: job } }),
     };
-    return renderKubefiles(config.kubefilesDir, context) as Promise<KubernetesObject[]>;
+    const manifests = (await renderKubefiles(config.kubefilesDir, context)) as KubernetesObject[];
+    // Without a namespace the API client would use `default`: every object goes to the builds'.
+    for (const manifest of manifests) manifest.metadata = { ...manifest.metadata, namespace };
+    return manifests;
   };
 
   const patchDeployment = async (name: string, body: object): Promise<V1Deployment | undefined> => {
@@ -247,6 +250,19 @@ export function createActivities(deps: ActivityDeps) {
     async deploy(build: BuildRef, config: ResolvedBuild): Promise<void> {
       await guard('deploy', async () => {
         await applyManifests(kube.objects, await render(build, config, 'deployment'));
+      });
+    },
+
+    /** Applies the optional `start` or `stop` mode of the kubefiles; false when there is none. */
+    async applyHook(
+      build: BuildRef,
+      config: ResolvedBuild,
+      mode: 'start' | 'stop',
+    ): Promise<boolean> {
+      return guard(mode, async () => {
+        const manifests = await render(build, config, mode);
+        if (manifests.length > 0) await applyManifests(kube.objects, manifests);
+        return manifests.length > 0;
       });
     },
 

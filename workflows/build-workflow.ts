@@ -314,6 +314,7 @@ class Build {
     }
     switch (action.kind) {
       case 'start': {
+        await short.applyHook(this.ref, await this.configuration(), 'start');
         this.state.lastScaled = await short.scale(this.state.name, 1);
         this.setStatus('starting');
         done();
@@ -322,6 +323,7 @@ class Build {
       }
       case 'stop': {
         this.state.lastScaled = await short.scale(this.state.name, 0);
+        await short.applyHook(this.ref, await this.configuration(), 'stop');
         this.setStatus('stopped');
         done();
         return false;

@@ -2,7 +2,9 @@
  * The life of a build against the real sandbox: a real worker process, real Temporal, real
  * Kubernetes controllers, and a fake GitHub receiving commit statuses.
  */
-import { readFile } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUILD_LABEL, annotations } from '../../domain/build.js';
@@ -15,6 +17,7 @@ import {
   undeployUpdate,
 } from '../../domain/messages.js';
 import { buildName } from '../../domain/names.js';
+import { defaultKubefilesDir } from '../../lib/kubefiles.js';
 import { OUTCOME_LABEL, RUN_FOR_ANNOTATION } from '../../dev/kwok-stages.js';
 import type { WorkerProcess } from '../../dev/worker-process.js';
 import { createBuildEnv, type BuildEnv } from './build-env.js';
@@ -23,9 +26,35 @@ import { eventually } from './helpers.js';
 let env: BuildEnv;
 let worker: WorkerProcess;
 
+/** The default kubefiles plus a `start` hook that leaves a ConfigMap behind. */
+async function kubefilesWithStartHook(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'runboat-kubefiles-'));
+  await cp(defaultKubefilesDir, dir, { recursive: true });
+  await writeFile(
+    join(dir, 'start.yaml.njk'),
+    [
+      'apiVersion: v1',
+      'kind: ConfigMap',
+      'metadata:',
+      "  name: {{ (buildName ~ '-hook') | yaml }}",
+      '  labels:',
+      '    runboat/build: {{ buildName | yaml }}',
+      'data:',
+      '  branch: {{ commit.targetBranch | yaml }}',
+      '',
+    ].join('\n'),
+  );
+  return dir;
+}
+
 beforeAll(async () => {
   env = await createBuildEnv({
     repos: [
+      {
+        repo: 'acme/hooked',
+        branch: '.*',
+        builds: [{ image: 'ghcr.io/acme/odoo:16.0', kubefiles: await kubefilesWithStartHook() }],
+      },
       {
         repo: 'acme/broken',
         branch: '.*',
@@ -219,6 +248,22 @@ describe('a build', () => {
     const failed = await env.waitForStatus(name, 'failed');
     expect(failed.metadata?.annotations?.[annotations.failureReason]).toMatch(/DeadlineExceeded/);
     expect((await initLog(name)).reason).toMatch(/DeadlineExceeded/);
+  });
+
+  it("applies its kubefiles' start hook when started", async () => {
+    const commit = env.commit('acme/hooked', 'release/1.0');
+    const name = buildName(commit);
+    const handle = await env.build(commit);
+    await env.waitForStatus(name, 'stopped');
+    await handle.executeUpdate(startUpdate);
+    const hook = await env.kube.core.readNamespacedConfigMap({
+      name: `${name}-hook`,
+      namespace: env.namespace,
+    });
+    expect(hook.data).toEqual({ branch: 'release/1.0' });
+    await handle.executeUpdate(undeployUpdate);
+    await handle.result();
+    expect(await objectsOf(name)).toEqual([]);
   });
 
   it('stops its worker gracefully on SIGTERM', async () => {
