@@ -89,10 +89,12 @@ spec:
       {{ $since := or .metadata.creationTimestamp $now }}${nodeConditions}
 `;
 
-const podRunning = `apiVersion: kwok.x-k8s.io/v1alpha1
+/** The start of a pod stage: pods not being deleted, in one phase. */
+function podStage(name: string, phase: 'Pending' | 'Running'): string {
+  return `apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Stage
 metadata:
-  name: sandbox-pod-running
+  name: ${name}
 spec:
   resourceRef: { apiGroup: v1, kind: Pod }
   selector:
@@ -101,8 +103,11 @@ spec:
         operator: DoesNotExist
       - key: '.status.phase'
         operator: In
-        values: ['Pending']
-      - key: '.spec.nodeName'
+        values: ['${phase}']
+`;
+}
+
+const podRunning = `${podStage('sandbox-pod-running', 'Pending')}      - key: '.spec.nodeName'
         operator: Exists
   next:
     statusTemplate: |
@@ -134,20 +139,7 @@ function podEnd(name: string, outcome: 'Succeeded' | 'Failed', defaultRunMs: num
   const exitCode = outcome === 'Succeeded' ? 0 : 1;
   const reason = outcome === 'Succeeded' ? 'Completed' : 'Error';
   const outcomeOperator = outcome === 'Succeeded' ? 'NotIn' : 'In';
-  return `apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: ${name}
-spec:
-  resourceRef: { apiGroup: v1, kind: Pod }
-  selector:
-    matchExpressions:
-      - key: '.metadata.deletionTimestamp'
-        operator: DoesNotExist
-      - key: '.status.phase'
-        operator: In
-        values: ['Running']
-      - key: '.metadata.ownerReferences.[].kind'
+  return `${podStage(name, 'Running')}      - key: '.metadata.ownerReferences.[].kind'
         operator: In
         values: ['Job']
       - key: '.metadata.labels["${OUTCOME_LABEL}"]'

@@ -77,28 +77,28 @@ async function main(): Promise<void> {
       client.workflow.getHandle(workflowId).signal(initStartedSignal),
   });
 
+  const common = {
+    connection,
+    namespace: temporal.namespace,
+    activities,
+    shutdownGraceTime: '10 seconds',
+  };
   const workers: Worker[] = [];
   if (roles.has('builds')) {
     workers.push(
       await Worker.create({
-        connection,
-        namespace: temporal.namespace,
+        ...common,
         taskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
         workflowsPath: fileURLToPath(new URL('../workflows/index.ts', import.meta.url)),
-        activities,
-        shutdownGraceTime: '10 seconds',
       }),
     );
   }
   if (roles.has('init')) {
     workers.push(
       await Worker.create({
-        connection,
-        namespace: temporal.namespace,
+        ...common,
         taskQueue: settings.RUNBOAT_INIT_TASK_QUEUE,
-        activities,
         maxConcurrentActivityTaskExecutions: settings.RUNBOAT_MAX_INITIALIZING,
-        shutdownGraceTime: '10 seconds',
       }),
     );
   }
