@@ -311,7 +311,8 @@ export function createActivities(deps: ActivityDeps) {
 
     /**
      * Runs the init Job to its end (init task queue: one slot per Job). Its first act marks the
-     * build initializing; its last keeps the log and marks the build stopped or failed.
+     * build initializing; its last keeps the log. The workflow mirrors the outcome, so that
+     * Kubernetes never shows a state the workflow does not know yet.
      */
     async initialize(
       build: BuildRef,
@@ -337,12 +338,6 @@ export function createActivities(deps: ActivityDeps) {
         runBuildJob(build, config, 'initialize', generation),
       );
       if (ctx.cancellationSignal.aborted) await ctx.cancelled;
-      await mirrorOnDeployment(
-        build.name,
-        outcome.succeeded
-          ? { status: 'stopped', initStatus: 'succeeded', failureReason: '' }
-          : { status: 'failed', initStatus: 'failed', failureReason: outcome.reason ?? 'failed' },
-      );
       return outcome;
     },
 

@@ -286,12 +286,16 @@ class Build {
     this.state.initStatus = succeeded ? 'succeeded' : 'failed';
     if (succeeded) {
       this.state.failureReason = null;
+      await short.mirror(this.state.name, {
+        status: 'stopped',
+        initStatus: 'succeeded',
+        failureReason: '',
+      });
       this.setStatus('stopped');
       await this.report('success', 'ready: start it from its page', 'live');
     } else {
       const failureReason = reason ?? 'init failed';
       this.state.failureReason = failureReason;
-      // The activity mirrors its own outcome; an init that could not even run is mirrored here.
       await short.mirror(this.state.name, {
         status: 'failed',
         initStatus: 'failed',
