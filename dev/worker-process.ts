@@ -1,6 +1,7 @@
 /**
- * A worker process (`worker/main.ts`) started as an operator would start it, for tests and
- * benchmarks: its own environment, its log in a file, stopped or killed by signal.
+ * The system's processes (`worker/main.ts`, `api/main.ts`) started as an operator would start
+ * them, for tests, benchmarks and `npm start`: their own environment, their log in a file,
+ * stopped or killed by signal.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
@@ -10,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 
 const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
-/** A running worker process. */
+/** A running process of the system. */
 export interface WorkerProcess {
   child: ChildProcess;
   logFile: string;
@@ -19,13 +20,36 @@ export interface WorkerProcess {
 }
 
 /** Starts a worker and resolves once it logs that it runs (its workflow bundle is built). */
-export async function spawnWorker(
+export function spawnWorker(
   env: NodeJS.ProcessEnv,
   logFile: string,
   timeoutMs = 90_000,
 ): Promise<WorkerProcess> {
+  return spawnSystemProcess('worker/main.ts', 'worker running', env, logFile, timeoutMs);
+}
+
+/** Starts the API and resolves with it and its URL once it listens. */
+export async function spawnApi(
+  env: NodeJS.ProcessEnv,
+  logFile: string,
+  timeoutMs = 60_000,
+): Promise<WorkerProcess & { url: string }> {
+  const api = await spawnSystemProcess('api/main.ts', 'api listening', env, logFile, timeoutMs);
+  const log = await readFile(logFile, 'utf8');
+  const url = /"url":"(http:[^"]+)"[^\n]*api listening/.exec(log)?.[1];
+  if (!url) throw new Error(`api log has no URL: ${log.slice(-2000)}`);
+  return { ...api, url };
+}
+
+async function spawnSystemProcess(
+  entry: string,
+  readyLine: string,
+  env: NodeJS.ProcessEnv,
+  logFile: string,
+  timeoutMs: number,
+): Promise<WorkerProcess> {
   const fd = openSync(logFile, 'a');
-  const child = spawn(process.execPath, ['--import', 'tsx', join(projectRoot, 'worker/main.ts')], {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(projectRoot, entry)], {
     cwd: projectRoot,
     env,
     stdio: ['ignore', fd, fd],
@@ -45,10 +69,10 @@ export async function spawnWorker(
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const log = await readFile(logFile, 'utf8');
-    if (log.includes('worker running')) return worker;
+    if (log.includes(readyLine)) return worker;
     if (child.exitCode !== null || Date.now() > deadline) {
       await worker.stop('SIGKILL');
-      throw new Error(`worker did not start (log ${logFile}):\n${log.slice(-3000)}`);
+      throw new Error(`${entry} did not start (log ${logFile}):\n${log.slice(-3000)}`);
     }
     await new Promise((r) => setTimeout(r, 200));
   }

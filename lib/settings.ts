@@ -89,6 +89,18 @@ const envSchema = z.object({
   RUNBOAT_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
   /** Cancel a PR's or branch's builds still queued for init when a newer commit arrives. */
   RUNBOAT_CANCEL_SUPERSEDED: bool.default(false),
+  RUNBOAT_API_HOST: z.string().default('127.0.0.1'),
+  RUNBOAT_API_PORT: z.coerce.number().int().min(0).max(65535).default(8000),
+  /** Secret of the GitHub webhook; required unless RUNBOAT_WEBHOOK_INSECURE is set. */
+  RUNBOAT_WEBHOOK_SECRET: z.string().min(1).optional(),
+  /** Development only: accept unsigned webhook deliveries. */
+  RUNBOAT_WEBHOOK_INSECURE: bool.default(false),
+  /** Admin credential: HTTP Basic user and password, and/or a bearer token. */
+  RUNBOAT_ADMIN_USER: z.string().min(1).optional(),
+  RUNBOAT_ADMIN_PASSWORD: z.string().min(1).optional(),
+  RUNBOAT_ADMIN_TOKEN: z.string().min(16).optional(),
+  /** Let anyone start, stop and reset builds (runboat's behaviour, for functional testers). */
+  RUNBOAT_PUBLIC_START_STOP: bool.default(false),
 });
 
 /** Validated settings. */
@@ -132,6 +144,12 @@ export function loadReposFile(path: string): RepoConfig[] {
 export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) throw new SettingsError(describe(parsed.error, 'environment'));
+  const { RUNBOAT_ADMIN_USER: user, RUNBOAT_ADMIN_PASSWORD: password } = parsed.data;
+  if ((user === undefined) !== (password === undefined)) {
+    throw new SettingsError(
+      'environment RUNBOAT_ADMIN_USER and RUNBOAT_ADMIN_PASSWORD: set both or neither',
+    );
+  }
   const reposFile = parsed.data.RUNBOAT_REPOS_FILE;
   const repos = reposFile ? loadReposFile(reposFile) : [];
   const reposDir = reposFile ? reposFile.replace(/\/[^/]*$/, '') || '.' : process.cwd();

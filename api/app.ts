@@ -1,0 +1,361 @@
+/**
+ * The Koa application: REST API at /api/v1 (paths of runboat), server-sent build events, the
+ * GitHub webhook, health, readiness and metrics. Reads come from the build index (an informer
+ * cache); writes go to Temporal through the build commands. It never changes Kubernetes.
+ */
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { PassThrough } from 'node:stream';
+import Router from '@koa/router';
+import Koa from 'koa';
+import { Counter, Histogram, type Registry } from 'prom-client';
+import { buildStatuses, type BuildStatus } from '../domain/build.js';
+import type { BuildView } from '../domain/build-view.js';
+import { BuildNotFoundError, ClientError, UnauthorizedError } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import type { RepoConfig } from '../lib/settings.js';
+import type { BuildFilter, BuildIndex } from './build-index.js';
+import type { BuildCommands, Transition } from './commands.js';
+import { openApiDocument } from './openapi.js';
+
+/** Where the build logs come from. */
+export interface LogSource {
+  /** The kept tail of the last init Job's log, or undefined when none was kept. */
+  initLog(name: string): Promise<string | undefined>;
+  /** The running build's log, streamed. */
+  buildLog(name: string, options: { follow: boolean; tail: number }): Promise<Readable>;
+}
+
+/** Settings the API reads. */
+export interface ApiSettings {
+  repos: () => readonly RepoConfig[];
+  maxStarted: number;
+  maxDeployed: number;
+  admin: { user?: string | undefined; password?: string | undefined; token?: string | undefined };
+  publicStartStop: boolean;
+}
+
+/** What `createApp` needs. */
+export interface AppDeps {
+  index: Pick<BuildIndex, 'list' | 'get' | 'on' | 'off' | 'isSynced'>;
+  commands: BuildCommands;
+  logs: LogSource;
+  settings: ApiSettings;
+  /** Whether Temporal answers (for /readyz). */
+  temporalReady: () => Promise<boolean>;
+  logger: Logger;
+  metrics: Registry;
+  /** Extra middleware mounted before the API routes (webhook, UI). */
+  extra?: Koa.Middleware[];
+}
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value).digest();
+}
+
+/** Constant-time equality of two secrets (digests first, so lengths do not leak). */
+export function secretEquals(given: string, expected: string): boolean {
+  return timingSafeEqual(digest(given), digest(expected));
+}
+
+/** Whether the request carries the admin credential (HTTP Basic or bearer token). */
+export function isAdmin(header: string | undefined, admin: ApiSettings['admin']): boolean {
+  if (!header) return false;
+  const [scheme, value = ''] = header.split(' ', 2);
+  if (scheme?.toLowerCase() === 'bearer' && admin.token) return secretEquals(value, admin.token);
+  if (scheme?.toLowerCase() === 'basic' && admin.user && admin.password) {
+    const decoded = Buffer.from(value, 'base64').toString();
+    const colon = decoded.indexOf(':');
+    if (colon < 0) return false;
+    const userOk = secretEquals(decoded.slice(0, colon), admin.user);
+    const passwordOk = secretEquals(decoded.slice(colon + 1), admin.password);
+    return userOk && passwordOk;
+  }
+  return false;
+}
+
+function parseFilter(query: Koa.Context['query']): BuildFilter {
+  const one = (key: string): string | undefined => {
+    const value = query[key];
+    if (Array.isArray(value)) throw new ClientError(`${key}: give it once`);
+    return value === undefined || value === '' ? undefined : value;
+  };
+  const pr = one('pr');
+  if (pr !== undefined && !/^[1-9][0-9]{0,9}$/.test(pr)) {
+    throw new ClientError(`pr: not a pull request number: ${JSON.stringify(pr)}`);
+  }
+  const status = one('status');
+  if (status !== undefined && !buildStatuses.includes(status as BuildStatus)) {
+    throw new ClientError(`status: one of ${buildStatuses.join(', ')}`);
+  }
+  return {
+    repo: one('repo'),
+    targetBranch: one('target_branch'),
+    branch: one('branch'),
+    pr: pr === undefined ? undefined : Number(pr),
+    status: status as BuildStatus | undefined,
+    name: one('name'),
+  };
+}
+
+/** Reads a small JSON body (the API's own POSTs). */
+async function readJson(ctx: Koa.Context, limit = 64 * 1024): Promise<Record<string, unknown>> {
+  let size = 0;
+  const chunks: Buffer[] = [];
+  for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw new ClientError('body too large', 413);
+    chunks.push(chunk);
+  }
+  const text = Buffer.concat(chunks).toString('utf8');
+  if (text.trim() === '') return {};
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    throw new ClientError('body: not valid JSON');
+  }
+  if (!data || typeof data !== 'object' || Array.isArray(data)) {
+    throw new ClientError('body: expected a JSON object');
+  }
+  return data as Record<string, unknown>;
+}
+
+function requireString(body: Record<string, unknown>, key: string, pattern?: RegExp): string {
+  const value = body[key];
+  if (typeof value !== 'string' || value === '') throw new ClientError(`${key}: required string`);
+  if (pattern && !pattern.test(value)) throw new ClientError(`${key}: invalid value`);
+  return value;
+}
+
+/** Creates the application. */
+export function createApp(deps: AppDeps): Koa {
+  const { index, commands, settings } = deps;
+  const log = deps.logger.child({ component: 'api' });
+  const app = new Koa();
+  app.proxy = true;
+
+  const requests = new Counter({
+    name: 'runboat_http_requests_total',
+    help: 'HTTP requests by route and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers: [deps.metrics],
+  });
+  const durations = new Histogram({
+    name: 'runboat_http_request_duration_seconds',
+    help: 'HTTP request duration by route',
+    labelNames: ['method', 'route'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [deps.metrics],
+  });
+
+  // Errors: a ClientError answers its status with its message; anything else is a logged 500.
+  app.use(async (ctx, next) => {
+    const started = performance.now();
+    ctx.state.requestId = ctx.get('x-request-id') || randomUUID();
+    ctx.set('x-request-id', String(ctx.state.requestId));
+    try {
+      await next();
+    } catch (error) {
+      if (error instanceof ClientError) {
+        ctx.status = error.status;
+        ctx.body = { error: error.message };
+        if (error instanceof UnauthorizedError)
+          ctx.set('www-authenticate', 'Basic realm="runboat"');
+      } else {
+        log.error({ err: error, request: ctx.state.requestId, path: ctx.path }, 'request failed');
+        ctx.status = 500;
+        ctx.body = { error: 'internal error', request: ctx.state.requestId };
+      }
+    } finally {
+      // The route pattern, never the raw path: a label per URL would grow without bound.
+      const matched = (ctx as Koa.Context & { _matchedRoute?: string | RegExp })._matchedRoute;
+      const route = matched === undefined ? 'unmatched' : String(matched);
+      requests.inc({ method: ctx.method, route, status: String(ctx.status) });
+      durations.observe({ method: ctx.method, route }, (performance.now() - started) / 1000);
+    }
+  });
+
+  for (const middleware of deps.extra ?? []) app.use(middleware);
+
+  const router = new Router();
+
+  const requireAdmin = (ctx: Koa.Context) => {
+    if (!isAdmin(ctx.get('authorization') || undefined, settings.admin)) {
+      throw new UnauthorizedError();
+    }
+  };
+  const buildOr404 = (name: string): BuildView => {
+    const build = index.get(name);
+    if (!build) throw new BuildNotFoundError(name);
+    return build;
+  };
+
+  router.get('/healthz', (ctx) => {
+    ctx.body = { ok: true };
+  });
+  router.get('/readyz', async (ctx) => {
+    const cache = index.isSynced;
+    const temporal = await deps.temporalReady().catch(() => false);
+    ctx.status = cache && temporal ? 200 : 503;
+    ctx.body = { ready: cache && temporal, cache, temporal };
+  });
+  router.get('/metrics', async (ctx) => {
+    ctx.type = deps.metrics.contentType;
+    ctx.body = await deps.metrics.metrics();
+  });
+
+  router.get('/api/v1/openapi.json', (ctx) => {
+    ctx.body = openApiDocument;
+  });
+  router.get('/api/v1/status', (ctx) => {
+    const builds = index.list();
+    const counts = Object.fromEntries(buildStatuses.map((status) => [status, 0])) as Record<
+      BuildStatus,
+      number
+    >;
+    for (const build of builds) counts[build.status]++;
+    ctx.body = {
+      deployed: builds.length,
+      counts,
+      limits: { max_started: settings.maxStarted, max_deployed: settings.maxDeployed },
+    };
+  });
+  router.get('/api/v1/repos', (ctx) => {
+    ctx.body = settings.repos().map((entry) => ({
+      repo: entry.repo,
+      branch: entry.branch,
+      sticky: entry.sticky,
+    }));
+  });
+  router.get('/api/v1/builds', (ctx) => {
+    ctx.body = index.list(parseFilter(ctx.query));
+  });
+  router.delete('/api/v1/builds', async (ctx) => {
+    requireAdmin(ctx);
+    const filter = parseFilter(ctx.query);
+    if (Object.values(filter).every((value) => value === undefined)) {
+      throw new ClientError('give at least one filter (repo, target_branch, branch, pr, status)');
+    }
+    const names: string[] = [];
+    for (const build of index.list(filter)) {
+      await commands.transition(build.name, 'undeploy').then(
+        () => names.push(build.name),
+        (error: unknown) => {
+          if (!(error instanceof ClientError)) throw error;
+        },
+      );
+    }
+    ctx.status = 202;
+    ctx.body = { undeploying: names };
+  });
+  router.post('/api/v1/builds/trigger/branch', async (ctx) => {
+    requireAdmin(ctx);
+    const body = await readJson(ctx);
+    const repo = requireString(body, 'repo', /^[\w.-]+\/[\w.-]+$/).toLowerCase();
+    const branch = requireString(body, 'branch');
+    const sha =
+      body.sha === undefined
+        ? await commands.branchHead(repo, branch)
+        : requireString(body, 'sha', /^[0-9a-f]{40}$/);
+    if (!sha) throw new ClientError(`${repo} ${branch}: branch head not found`, 404);
+    const name = await commands.trigger(
+      { repo, targetBranch: branch, pr: null, gitCommit: sha },
+      { kind: 'api', id: String(ctx.state.requestId) },
+    );
+    ctx.status = 202;
+    ctx.body = { build: name };
+  });
+  router.post('/api/v1/builds/trigger/pr', async (ctx) => {
+    requireAdmin(ctx);
+    const body = await readJson(ctx);
+    const repo = requireString(body, 'repo', /^[\w.-]+\/[\w.-]+$/).toLowerCase();
+    const pr = body.pr;
+    if (typeof pr !== 'number' || !Number.isInteger(pr) || pr <= 0) {
+      throw new ClientError('pr: required positive integer');
+    }
+    const name = await commands.trigger(
+      {
+        repo,
+        targetBranch: requireString(body, 'target_branch'),
+        pr,
+        gitCommit: requireString(body, 'sha', /^[0-9a-f]{40}$/),
+      },
+      { kind: 'api', id: String(ctx.state.requestId) },
+    );
+    ctx.status = 202;
+    ctx.body = { build: name };
+  });
+  router.get('/api/v1/build-events', (ctx) => {
+    const stream = new PassThrough();
+    ctx.req.socket.setTimeout(0);
+    ctx.req.socket.setNoDelay(true);
+    ctx.set({ 'cache-control': 'no-cache', connection: 'keep-alive' });
+    ctx.type = 'text/event-stream';
+    ctx.body = stream;
+    const send = (event: string) => (build: BuildView) => {
+      stream.write(`event: ${event}\ndata: ${JSON.stringify(build)}\n\n`);
+    };
+    const onUpd = send('upd');
+    const onDel = send('del');
+    index.on('upd', onUpd);
+    index.on('del', onDel);
+    stream.write('retry: 2000\n\n');
+    for (const build of index.list()) onUpd(build);
+    const ping = setInterval(() => stream.write(': ping\n\n'), 25_000);
+    const close = () => {
+      clearInterval(ping);
+      index.off('upd', onUpd);
+      index.off('del', onDel);
+    };
+    ctx.req.on('close', close);
+    stream.on('error', close);
+  });
+  router.get('/api/v1/builds/:name', (ctx) => {
+    ctx.body = buildOr404(ctx.params.name ?? '');
+  });
+  router.get('/api/v1/builds/:name/init-log', async (ctx) => {
+    const build = buildOr404(ctx.params.name ?? '');
+    const text = await deps.logs.initLog(build.name);
+    if (text === undefined) throw new ClientError(`build ${build.name} has no init log yet`, 404);
+    ctx.type = 'text/plain; charset=utf-8';
+    ctx.body = text;
+  });
+  router.get('/api/v1/builds/:name/log', async (ctx) => {
+    const build = buildOr404(ctx.params.name ?? '');
+    const tail = Number(ctx.query.tail ?? 500);
+    if (!Number.isInteger(tail) || tail < 1 || tail > 100_000) {
+      throw new ClientError('tail: an integer from 1 to 100000');
+    }
+    const follow = ctx.query.follow === 'true' || ctx.query.follow === '1';
+    if (build.status !== 'started' && build.status !== 'starting') {
+      throw new ClientError(`build ${build.name} is ${build.status}: it has no running pod`, 409);
+    }
+    ctx.type = 'text/plain; charset=utf-8';
+    ctx.body = await deps.logs.buildLog(build.name, { follow, tail });
+  });
+  for (const transition of ['start', 'stop', 'reset'] as const satisfies Transition[]) {
+    router.post(`/api/v1/builds/:name/${transition}`, async (ctx) => {
+      if (!settings.publicStartStop) requireAdmin(ctx);
+      const build = buildOr404(ctx.params.name ?? '');
+      await commands.transition(build.name, transition);
+      ctx.status = 202;
+      ctx.body = index.get(build.name) ?? build;
+    });
+  }
+  router.delete('/api/v1/builds/:name', async (ctx) => {
+    requireAdmin(ctx);
+    const build = buildOr404(ctx.params.name ?? '');
+    await commands.transition(build.name, 'undeploy');
+    ctx.status = 202;
+    ctx.body = { undeploying: [build.name] };
+  });
+
+  app.use(router.routes());
+  app.use(router.allowedMethods());
+  app.use((ctx) => {
+    ctx.status = 404;
+    ctx.body = { error: `no such path: ${ctx.method} ${ctx.path}` };
+  });
+  return app;
+}

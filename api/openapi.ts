@@ -1,0 +1,216 @@
+/** The OpenAPI document of the REST API, served at /api/v1/openapi.json. */
+
+const buildName = {
+  name: 'name',
+  in: 'path',
+  required: true,
+  schema: { type: 'string', pattern: '^[a-z0-9-]{1,63}$' },
+} as const;
+
+const filters = [
+  { name: 'repo', in: 'query', schema: { type: 'string' }, description: '`owner/name`' },
+  { name: 'target_branch', in: 'query', schema: { type: 'string' } },
+  { name: 'branch', in: 'query', schema: { type: 'string' } },
+  { name: 'pr', in: 'query', schema: { type: 'integer', minimum: 1 } },
+  {
+    name: 'status',
+    in: 'query',
+    schema: {
+      type: 'string',
+      enum: [
+        'todo',
+        'initializing',
+        'failed',
+        'stopping',
+        'stopped',
+        'starting',
+        'started',
+        'undeploying',
+        'cleanup-failed',
+      ],
+    },
+  },
+] as const;
+
+const error = { $ref: '#/components/schemas/Error' } as const;
+const answers = (ok: Record<string, unknown>, ...codes: (400 | 401 | 404 | 409)[]) => ({
+  ...ok,
+  ...Object.fromEntries(
+    codes.map((code) => [
+      String(code),
+      {
+        description: {
+          400: 'bad input',
+          401: 'admin credential required',
+          404: 'unknown build',
+          409: 'invalid transition',
+        }[code],
+        content: { 'application/json': { schema: error } },
+      },
+    ]),
+  ),
+});
+const json = (schema: unknown, description = 'OK') => ({
+  description,
+  content: { 'application/json': { schema } },
+});
+const build = { $ref: '#/components/schemas/Build' } as const;
+const admin = [{ basic: [] }, { bearer: [] }];
+
+export const openApiDocument = {
+  openapi: '3.1.0',
+  info: {
+    title: 'runboat',
+    version: '1',
+    description: 'Preview builds of every commit of every branch and pull request.',
+  },
+  paths: {
+    '/api/v1/status': {
+      get: { summary: 'Counts and limits', responses: { 200: json({ type: 'object' }) } },
+    },
+    '/api/v1/repos': {
+      get: { summary: 'Configured repos', responses: { 200: json({ type: 'array' }) } },
+    },
+    '/api/v1/builds': {
+      get: {
+        summary: 'List builds, newest first',
+        parameters: filters,
+        responses: answers({ 200: json({ type: 'array', items: build }) }, 400),
+      },
+      delete: {
+        summary: 'Undeploy every build matching the filters (at least one)',
+        security: admin,
+        parameters: filters,
+        responses: answers({ 202: json({ type: 'object' }) }, 400, 401),
+      },
+    },
+    '/api/v1/builds/{name}': {
+      get: {
+        summary: 'One build',
+        parameters: [buildName],
+        responses: answers({ 200: json(build) }, 404),
+      },
+      delete: {
+        summary: 'Undeploy a build',
+        security: admin,
+        parameters: [buildName],
+        responses: answers({ 202: json({ type: 'object' }) }, 401, 404, 409),
+      },
+    },
+    '/api/v1/builds/{name}/init-log': {
+      get: {
+        summary: 'The kept tail of the init log',
+        parameters: [buildName],
+        responses: answers({ 200: { description: 'log', content: { 'text/plain': {} } } }, 404),
+      },
+    },
+    '/api/v1/builds/{name}/log': {
+      get: {
+        summary: 'The log of the running build',
+        parameters: [
+          buildName,
+          { name: 'tail', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 100000 } },
+          { name: 'follow', in: 'query', schema: { type: 'boolean' } },
+        ],
+        responses: answers(
+          { 200: { description: 'log', content: { 'text/plain': {} } } },
+          400,
+          404,
+          409,
+        ),
+      },
+    },
+    ...Object.fromEntries(
+      ['start', 'stop', 'reset'].map((action) => [
+        `/api/v1/builds/{name}/${action}`,
+        {
+          post: {
+            summary: `${action[0]?.toUpperCase()}${action.slice(1)} a build`,
+            security: admin,
+            parameters: [buildName],
+            responses: answers({ 202: json(build) }, 401, 404, 409),
+          },
+        },
+      ]),
+    ),
+    '/api/v1/builds/trigger/branch': {
+      post: {
+        summary: 'Build the head (or a given commit) of a branch',
+        security: admin,
+        requestBody: json({
+          type: 'object',
+          required: ['repo', 'branch'],
+          properties: {
+            repo: { type: 'string' },
+            branch: { type: 'string' },
+            sha: { type: 'string' },
+          },
+        }),
+        responses: answers({ 202: json({ type: 'object' }) }, 400, 401),
+      },
+    },
+    '/api/v1/builds/trigger/pr': {
+      post: {
+        summary: 'Build a commit of a pull request',
+        security: admin,
+        requestBody: json({
+          type: 'object',
+          required: ['repo', 'pr', 'target_branch', 'sha'],
+          properties: {
+            repo: { type: 'string' },
+            pr: { type: 'integer' },
+            target_branch: { type: 'string' },
+            sha: { type: 'string' },
+          },
+        }),
+        responses: answers({ 202: json({ type: 'object' }) }, 400, 401),
+      },
+    },
+    '/api/v1/build-events': {
+      get: {
+        summary: 'Server-sent events: `upd` and `del`, each with a build',
+        responses: { 200: { description: 'event stream', content: { 'text/event-stream': {} } } },
+      },
+    },
+    '/webhooks/github': {
+      post: {
+        summary: 'GitHub webhook (push, pull_request, delete, ping)',
+        responses: { 200: { description: 'handled' }, 401: { description: 'bad signature' } },
+      },
+    },
+  },
+  components: {
+    securitySchemes: {
+      basic: { type: 'http', scheme: 'basic' },
+      bearer: { type: 'http', scheme: 'bearer' },
+    },
+    schemas: {
+      Error: { type: 'object', properties: { error: { type: 'string' } }, required: ['error'] },
+      Build: {
+        type: 'object',
+        properties: {
+          name: { type: 'string' },
+          commit_info: {
+            type: 'object',
+            properties: {
+              repo: { type: 'string' },
+              target_branch: { type: 'string' },
+              pr: { type: ['integer', 'null'] },
+              git_commit: { type: 'string' },
+            },
+          },
+          status: { type: 'string' },
+          init_status: { type: 'string' },
+          deploy_link: { type: 'string' },
+          repo_link: { type: 'string' },
+          repo_target_branch_link: { type: 'string' },
+          repo_pr_link: { type: ['string', 'null'] },
+          repo_commit_link: { type: 'string' },
+          created: { type: ['string', 'null'] },
+          last_scaled: { type: ['string', 'null'] },
+          failure_reason: { type: ['string', 'null'] },
+        },
+      },
+    },
+  },
+} as const;
