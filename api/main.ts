@@ -1,0 +1,114 @@
+/**
+ * The API process: the composition root of the REST API, the GitHub webhook and the web UI.
+ * It reads builds from an informer cache and changes them only through Temporal.
+ */
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { createGitHubClient } from '../lib/github.js';
+import { createBuildLogs } from '../lib/build-logs.js';
+import { createKubeClients } from '../lib/kube.js';
+import { createLogger } from '../lib/logger.js';
+import { loadReposFile, loadSettings, SettingsError } from '../lib/settings.js';
+import { connectClient } from '../lib/temporal.js';
+import { createApp } from './app.js';
+import { BuildIndex } from './build-index.js';
+import { createBuildCommands } from './commands.js';
+import { githubWebhook } from './webhook.js';
+
+async function main(): Promise<void> {
+  const settings = loadSettings();
+  const logger = createLogger(settings.RUNBOAT_LOG_LEVEL, 'runboat-api');
+  if (!settings.RUNBOAT_WEBHOOK_SECRET && !settings.RUNBOAT_WEBHOOK_INSECURE) {
+    throw new SettingsError(
+      'environment RUNBOAT_WEBHOOK_SECRET: required (or RUNBOAT_WEBHOOK_INSECURE=true in development)',
+    );
+  }
+  const temporal = {
+    address: settings.RUNBOAT_TEMPORAL_ADDRESS,
+    namespace: settings.RUNBOAT_TEMPORAL_NAMESPACE,
+    buildsTaskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
+    initTaskQueue: settings.RUNBOAT_INIT_TASK_QUEUE,
+  };
+  const client = await connectClient(temporal);
+  const kube = createKubeClients({
+    kubeconfig: settings.RUNBOAT_KUBECONFIG,
+    context: settings.RUNBOAT_KUBE_CONTEXT,
+  });
+  const namespace = settings.RUNBOAT_BUILD_NAMESPACE;
+  const index = new BuildIndex(kube, namespace, settings.RUNBOAT_BUILD_DOMAIN, logger);
+  await index.start();
+  const reposFile = settings.RUNBOAT_REPOS_FILE;
+  const repos = () => (reposFile ? loadReposFile(reposFile) : settings.repos);
+  const github =
+    settings.RUNBOAT_GITHUB_TOKEN || process.env.RUNBOAT_GITHUB_API_URL
+      ? createGitHubClient({
+          apiUrl: settings.RUNBOAT_GITHUB_API_URL,
+          token: settings.RUNBOAT_GITHUB_TOKEN,
+        })
+      : undefined;
+  const commands = createBuildCommands({ client, temporal, repos, github });
+  const metrics = new Registry();
+  collectDefaultMetrics({ register: metrics });
+  const app = createApp({
+    index,
+    commands,
+    logs: createBuildLogs(kube, namespace),
+    settings: {
+      repos,
+      maxStarted: settings.RUNBOAT_MAX_STARTED,
+      maxDeployed: settings.RUNBOAT_MAX_DEPLOYED,
+      admin: {
+        user: settings.RUNBOAT_ADMIN_USER,
+        password: settings.RUNBOAT_ADMIN_PASSWORD,
+        token: settings.RUNBOAT_ADMIN_TOKEN,
+      },
+      publicStartStop: settings.RUNBOAT_PUBLIC_START_STOP,
+    },
+    temporalReady: async () => {
+      await client.workflowService.getSystemInfo({});
+      return true;
+    },
+    logger,
+    metrics,
+    extra: [
+      githubWebhook({
+        secret: settings.RUNBOAT_WEBHOOK_SECRET,
+        insecure: settings.RUNBOAT_WEBHOOK_INSECURE,
+        commands,
+        index,
+        logger,
+      }),
+    ],
+  });
+  const server = app.listen(settings.RUNBOAT_API_PORT, settings.RUNBOAT_API_HOST);
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : settings.RUNBOAT_API_PORT;
+  logger.info({ url: `http://${settings.RUNBOAT_API_HOST}:${port}`, namespace }, 'api listening');
+
+  const shutdown = (signal: string) => {
+    logger.info({ signal }, 'api stopping');
+    server.close();
+    server.closeAllConnections();
+    void index
+      .stop()
+      .then(() => client.connection.close())
+      .finally(() => {
+        logger.info('api stopped');
+        process.exit(0);
+      });
+  };
+  process.once('SIGTERM', shutdown);
+  process.once('SIGINT', shutdown);
+}
+
+main().catch((error: unknown) => {
+  if (error instanceof SettingsError) {
+    console.error(`runboat api: bad configuration: ${error.message}`);
+    process.exit(2);
+  }
+  console.error(error);
+  process.exit(1);
+});
