@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { startSandbox } from '../dev/sandbox.js';
 import { spawnApi } from '../dev/worker-process.js';
 import { createKubeClients } from '../lib/kube.js';
-import { deliver, pushPayload } from '../test/webhook-deliveries.js';
+import { deliver, pushPayload } from '../dev/webhook-deliveries.js';
 
 const { values: args } = parseArgs({
   options: { deliveries: { type: 'string', default: '1000' } },

@@ -17,7 +17,7 @@ import {
   pullRequestPayload,
   pushPayload,
   signPayload,
-} from '../webhook-deliveries.js';
+} from '../../dev/webhook-deliveries.js';
 import { createBuildEnv, type BuildEnv } from './build-env.js';
 import { eventually } from './helpers.js';
 

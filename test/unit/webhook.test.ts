@@ -31,7 +31,7 @@ import {
   pullRequestPayload,
   pushPayload,
   signPayload,
-} from '../webhook-deliveries.js';
+} from '../../dev/webhook-deliveries.js';
 
 const SECRET = 'It is a secret to everybody';
 const REPO = 'acme/widgets';
