@@ -165,6 +165,11 @@ describe('the REST API', () => {
     const started = await call('POST', `/api/v1/builds/${name}/start`, { auth: true });
     expect(started.status).toBe(202);
     await waitForApiStatus(name, 'started');
+    const live = await call('GET', `/api/v1/builds/${name}/log?tail=50`);
+    expect(live.status).toBe(200);
+    // The sandbox's pods are fake: there is no kubelet to serve their logs, and the API says so.
+    expect(live.text).toMatch(/^\(log unavailable: /);
+    expect((await call('GET', `/api/v1/builds/${name}/log?tail=0`)).status).toBe(400);
     expect((await call('POST', `/api/v1/builds/${name}/stop`, { auth: true })).status).toBe(202);
     await waitForApiStatus(name, 'stopped');
 
@@ -176,6 +181,7 @@ describe('the REST API', () => {
     });
     await trigger('acme/broken', 'main', 'c'.repeat(40));
     await waitForApiStatus(broken, 'failed');
+    expect((await call('GET', `/api/v1/builds/${broken}/log`)).status).toBe(409);
     const refused = await call('POST', `/api/v1/builds/${broken}/start`, { auth: true });
     expect(refused.status).toBe(409);
     expect(refused.json.error).toMatch(/cannot start build .* it is failed/);
