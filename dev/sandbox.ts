@@ -12,7 +12,12 @@ import { existsSync, openSync, closeSync } from 'node:fs';
 import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { deleteKwokCluster, startKwokCluster } from './kwok-cluster.js';
+import {
+  deleteKwokCluster,
+  startKwokCluster,
+  type KwokCluster,
+  type KwokClusterOptions,
+} from './kwok-cluster.js';
 import { startTemporalServer, stopProcess } from './temporal-server.js';
 import { ensureTools, isAlive, type Toolset } from './tools.js';
 
@@ -105,6 +110,34 @@ function startWatchdog(runDir: string, ownerPid: number): number | undefined {
   return child.pid;
 }
 
+/**
+ * Starts the cluster, and once more from scratch if the first start fails: on a loaded machine a
+ * control plane component occasionally misses its start-up window, and a test run should not end
+ * on that.
+ */
+async function startClusterWithRetry(
+  options: KwokClusterOptions,
+  log: (line: string) => void,
+): Promise<KwokCluster> {
+  try {
+    return await startKwokCluster(options);
+  } catch (error) {
+    log(`kubernetes failed to start (${(error as Error).message.split('\n')[0]}); retrying once`);
+    await cp(
+      join(options.workDir, 'clusters', options.name, 'logs'),
+      `${options.workDir}-first-attempt-logs`,
+      {
+        recursive: true,
+      },
+    ).catch(() => undefined);
+    await deleteKwokCluster(options.name, options.workDir, options.tools.kwokctl).catch(
+      () => undefined,
+    );
+    await rm(join(options.workDir, 'clusters', options.name), { recursive: true, force: true });
+    return startKwokCluster(options);
+  }
+}
+
 function elapsed(since: number): string {
   return `${((Date.now() - since) / 1000).toFixed(1)}s`;
 }
@@ -137,14 +170,17 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       log(`temporal dev server up at ${server.address} in ${elapsed(started)}`);
       return server;
     }),
-    startKwokCluster({
-      name: id,
-      workDir: kubeWorkDir,
-      kubeconfig: join(runDir, 'kubeconfig'),
-      tools,
-      nodes: options.nodes ?? 2,
-      jobRunMs: options.jobRunMs ?? 500,
-    }).then((cluster) => {
+    startClusterWithRetry(
+      {
+        name: id,
+        workDir: kubeWorkDir,
+        kubeconfig: join(runDir, 'kubeconfig'),
+        tools,
+        nodes: options.nodes ?? 2,
+        jobRunMs: options.jobRunMs ?? 500,
+      },
+      log,
+    ).then((cluster) => {
       log(`kubernetes up at ${cluster.server} in ${elapsed(started)}`);
       return cluster;
     }),
