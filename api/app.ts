@@ -134,6 +134,11 @@ export function createApp(deps: AppDeps): Koa {
   const log = deps.logger.child({ component: 'api' });
   const app = new Koa();
   app.proxy = true;
+  app.on('error', (error: NodeJS.ErrnoException) => {
+    // A client closing a stream (a browser tab left open on build events) is not a failure.
+    if (error.code === 'ERR_STREAM_PREMATURE_CLOSE' || error.code === 'ECONNRESET') return;
+    log.error({ err: error }, 'response failed');
+  });
 
   const requests = new Counter({
     name: 'runboat_http_requests_total',

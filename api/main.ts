@@ -12,6 +12,7 @@ import { connectClient } from '../lib/temporal.js';
 import { createApp } from './app.js';
 import { BuildIndex } from './build-index.js';
 import { createBuildCommands } from './commands.js';
+import { webUi } from './ui.js';
 import { githubWebhook } from './webhook.js';
 
 async function main(): Promise<void> {
@@ -75,6 +76,13 @@ async function main(): Promise<void> {
         insecure: settings.RUNBOAT_WEBHOOK_INSECURE,
         commands,
         index,
+        logger,
+      }),
+      webUi({
+        index,
+        commands,
+        repos,
+        publicStartStop: settings.RUNBOAT_PUBLIC_START_STOP,
         logger,
       }),
     ],

@@ -1,0 +1,301 @@
+/**
+ * The web UI: builds by repo, then by branch and pull request, as cards with their status, links
+ * and start/stop/reset buttons; a page per build; and `/builds/<name>?live`, which wakes a stopped
+ * build and holds the visitor until it is ready. Pages are rendered on the server from the build
+ * index and kept live in the browser by `api/ui/static/app.js` from the build events stream. The
+ * buttons post to the REST API, so the UI holds no rule of its own about who may do what.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { extname, join, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Router from '@koa/router';
+import type Koa from 'koa';
+import nunjucks from 'nunjucks';
+import { buildStatuses, type BuildStatus } from '../domain/build.js';
+import type { BuildView } from '../domain/build-view.js';
+import { ClientError } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import type { BuildIndex } from './build-index.js';
+import type { BuildCommands } from './commands.js';
+
+/** What {@link webUi} needs. */
+export interface WebUiDeps {
+  index: Pick<BuildIndex, 'list' | 'get'>;
+  /** Used for one thing only: starting a stopped build opened with `?live`. */
+  commands: Pick<BuildCommands, 'transition'>;
+  /** The configured repo patterns, shown on the home page. */
+  repos: () => readonly { repo: string; branch: string; sticky: boolean }[];
+  /**
+   * Whether anyone may start and stop builds (as in the API). When false, `?live` on a stopped
+   * build does not start it: the visitor gets the build page and its start button, which asks
+   * for the admin login.
+   */
+  publicStartStop: boolean;
+  logger: Logger;
+}
+
+/** The buttons of a card, in display order. */
+export const cardActions = ['start', 'stop', 'reset'] as const;
+
+/** A button of a card. */
+export type CardAction = (typeof cardActions)[number];
+
+/** Whether a card offers this action for this status (the API still decides). */
+export function canDo(action: CardAction, status: BuildStatus): boolean {
+  switch (action) {
+    case 'start':
+      return status === 'stopped';
+    case 'stop':
+      return status === 'started' || status === 'starting';
+    case 'reset':
+      // The build workflow refuses to reset a build whose cleanup already began.
+      return status !== 'undeploying' && status !== 'cleanup-failed';
+  }
+}
+
+const uiDir = fileURLToPath(new URL('./ui/', import.meta.url));
+const templatesDir = join(uiDir, 'templates');
+const staticDir = resolve(uiDir, 'static');
+
+const contentTypes: Record<string, string> = {
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.ico': 'image/x-icon',
+};
+
+// Values on these pages come from branch names and commit annotations: escaping is the first
+// defence, and this policy (no inline script, nothing from elsewhere) the second.
+const securityHeaders = {
+  'content-security-policy':
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+    "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'same-origin',
+};
+
+/** `2024-05-01T10:20:30Z` → `2024-05-01 10:20 UTC` (app.js formats alike). */
+function when(iso: string | null | undefined): string {
+  return iso ? `${iso.slice(0, 16).replace('T', ' ')} UTC` : 'never';
+}
+
+/** Where a card's "live" link goes: a stopped build is woken through `?live` (app.js alike). */
+function liveHref(build: BuildView): string {
+  return build.status === 'stopped' ? `/builds/${build.name}?live` : build.deploy_link;
+}
+
+/** Why `?live` cannot open a build now. */
+function liveNote(build: BuildView, publicStartStop: boolean): string {
+  switch (build.status) {
+    case 'stopped':
+      return publicStartStop
+        ? 'This build is stopped.'
+        : 'This build is stopped. Starting it needs the admin login: use its start button.';
+    case 'todo':
+    case 'initializing':
+      return 'This build is still being initialized: open it again once it is ready.';
+    case 'failed':
+      return 'This build failed to initialize, so it cannot be opened. Reset it to try again.';
+    case 'stopping':
+      return 'This build is stopping: open it again in a moment to start it.';
+    default:
+      return `This build is ${build.status}: it cannot be opened.`;
+  }
+}
+
+/** A row of the repo page: the builds of one branch or of one pull request, newest first. */
+interface Row {
+  kind: 'branch' | 'pr';
+  key: string;
+  link: string;
+  targetBranch: string;
+  targetLink: string;
+  builds: BuildView[];
+}
+
+function rowsOf(builds: readonly BuildView[]): { branchRows: Row[]; prRows: Row[] } {
+  const rows = new Map<string, Row>();
+  for (const build of builds) {
+    const pr = build.commit_info.pr;
+    const id = pr === null ? `b:${build.commit_info.target_branch}` : `p:${pr}`;
+    let row = rows.get(id);
+    if (!row) {
+      row = {
+        kind: pr === null ? 'branch' : 'pr',
+        key: pr === null ? build.commit_info.target_branch : String(pr),
+        link: build.repo_pr_link ?? build.repo_target_branch_link,
+        targetBranch: build.commit_info.target_branch,
+        targetLink: build.repo_target_branch_link,
+        builds: [],
+      };
+      rows.set(id, row);
+    }
+    row.builds.push(build);
+  }
+  const all = [...rows.values()];
+  // The same order as app.js inserts new rows in: branches by name, newest pull requests first.
+  return {
+    branchRows: all
+      .filter((row) => row.kind === 'branch')
+      .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)),
+    prRows: all.filter((row) => row.kind === 'pr').sort((a, b) => Number(b.key) - Number(a.key)),
+  };
+}
+
+/** A repo of the home page with its build counts per status. */
+interface RepoEntry {
+  repo: string;
+  counts: Partial<Record<BuildStatus, number>>;
+  total: number;
+}
+
+function repoEntries(builds: readonly BuildView[], query: string): RepoEntry[] {
+  const entries = new Map<string, RepoEntry>();
+  for (const build of builds) {
+    const repo = build.commit_info.repo;
+    if (query && !repo.includes(query)) continue;
+    let entry = entries.get(repo);
+    if (!entry) {
+      entry = { repo, counts: {}, total: 0 };
+      entries.set(repo, entry);
+    }
+    entry.counts[build.status] = (entry.counts[build.status] ?? 0) + 1;
+    entry.total++;
+  }
+  return [...entries.values()].sort((a, b) => (a.repo < b.repo ? -1 : 1));
+}
+
+/** Answers a static file of `api/ui/static/`, or undefined when there is none by that path. */
+async function staticFile(path: string): Promise<{ body: Buffer; type: string } | undefined> {
+  let relative: string;
+  try {
+    relative = decodeURIComponent(path);
+  } catch {
+    throw new ClientError('bad path');
+  }
+  if (relative.split(/[/\\]/).includes('..') || relative.includes('\0')) {
+    throw new ClientError('bad path');
+  }
+  const file = resolve(staticDir, relative);
+  if (!file.startsWith(staticDir + sep)) throw new ClientError('bad path');
+  const type = contentTypes[extname(file)];
+  if (!type) return undefined;
+  const info = await stat(file).catch(() => undefined);
+  if (!info?.isFile()) return undefined;
+  return { body: await readFile(file), type };
+}
+
+/**
+ * The UI middleware: answers GET and HEAD of `/`, `/repos/<owner>/<repo>`, `/builds/<name>` and
+ * `/static/*`, and passes everything else on.
+ */
+export function webUi(deps: WebUiDeps): Koa.Middleware {
+  const { index } = deps;
+  const log = deps.logger.child({ component: 'ui' });
+  const env = new nunjucks.Environment(new nunjucks.FileSystemLoader(templatesDir), {
+    autoescape: true,
+  });
+  env.addFilter('when', when);
+  env.addFilter('short', (sha: string) => sha.slice(0, 7));
+  env.addGlobal('liveHref', liveHref);
+  env.addGlobal('can', canDo);
+  env.addGlobal('actions', cardActions);
+  env.addGlobal('statuses', buildStatuses);
+
+  const render = (
+    ctx: Koa.Context,
+    template: string,
+    context: Record<string, unknown>,
+    status = 200,
+  ) => {
+    ctx.status = status;
+    ctx.type = 'html';
+    ctx.set(securityHeaders);
+    ctx.set('cache-control', 'no-store');
+    ctx.body = env.render(template, { publicStartStop: deps.publicStartStop, ...context });
+  };
+  const notFound = (ctx: Koa.Context, message: string) =>
+    render(ctx, 'not-found.njk', { page: 'not-found', message }, 404);
+
+  const router = new Router();
+  router.get('/', (ctx) => {
+    ctx.state.route = 'ui /';
+    const q = typeof ctx.query.q === 'string' ? ctx.query.q.trim().toLowerCase() : '';
+    render(ctx, 'home.njk', {
+      page: 'home',
+      q,
+      entries: repoEntries(index.list(), q),
+      patterns: deps.repos(),
+    });
+  });
+  router.get('/repos/:owner/:repo', (ctx) => {
+    ctx.state.route = 'ui /repos/:owner/:repo';
+    const repo = `${ctx.params.owner ?? ''}/${ctx.params.repo ?? ''}`.toLowerCase();
+    // A repo without builds still gets its page: builds appear on it live.
+    render(ctx, 'repo.njk', {
+      page: 'repo',
+      bodyRepo: repo,
+      repo,
+      repoLink: `https://github.com/${repo}`,
+      ...rowsOf(index.list({ repo })),
+    });
+  });
+  router.get('/builds/:name', async (ctx) => {
+    ctx.state.route = 'ui /builds/:name';
+    const name = ctx.params.name ?? '';
+    const build = index.get(name);
+    if (!build) return notFound(ctx, `There is no build named ${name}.`);
+    const page = (b: BuildView, note?: string) =>
+      render(ctx, 'build.njk', { page: 'build', bodyBuild: b.name, b, note });
+    const holding = (b: BuildView, error?: string) =>
+      render(ctx, 'holding.njk', { page: 'holding', bodyBuild: b.name, b, error });
+    if (!Object.hasOwn(ctx.query, 'live')) return page(build);
+
+    if (build.status === 'started') {
+      ctx.set('cache-control', 'no-store');
+      return ctx.redirect(build.deploy_link);
+    }
+    if (build.status === 'starting') return holding(build);
+    if (build.status !== 'stopped' || !deps.publicStartStop) {
+      return page(build, liveNote(build, deps.publicStartStop));
+    }
+    try {
+      await deps.commands.transition(name, 'start');
+      log.info({ build: name, repo: build.commit_info.repo }, 'build started by a live visit');
+      return holding(index.get(name) ?? build);
+    } catch (error) {
+      const now = index.get(name) ?? build;
+      // Two visitors at once: the second one's start is refused, yet the build is on its way.
+      if (error instanceof ClientError && error.status === 409 && now.status !== 'stopped') {
+        return holding(now);
+      }
+      if (!(error instanceof ClientError)) {
+        log.warn({ err: error, build: name }, 'live visit could not start the build');
+      }
+      return holding(now, error instanceof ClientError ? error.message : 'internal error');
+    }
+  });
+  const routes = router.routes() as Koa.Middleware;
+
+  return async (ctx, next) => {
+    if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();
+    if (ctx.path.startsWith('/static/')) {
+      ctx.state.route = 'ui /static';
+      const file = await staticFile(ctx.path.slice('/static/'.length));
+      if (!file) {
+        ctx.status = 404;
+        ctx.type = 'text/plain';
+        ctx.body = 'not found';
+        return;
+      }
+      ctx.type = file.type;
+      // Short: a new release is picked up within a minute without fingerprinted file names.
+      ctx.set('cache-control', 'public, max-age=60');
+      ctx.set('x-content-type-options', 'nosniff');
+      ctx.body = file.body;
+      return;
+    }
+    return routes(ctx, next);
+  };
+}

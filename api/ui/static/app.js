@@ -1,0 +1,359 @@
+/*
+ * Keeps the runboat pages live: build events (server-sent, `upd`/`del`) update the cards, the home
+ * page counts and the build page, and the start/stop/reset buttons post to the REST API. Plain
+ * JavaScript with no build step. card(), row() and repoEntry() build the very markup of
+ * api/ui/templates/macros.njk from the same fields: change both together.
+ */
+/* global document, location, EventSource, fetch, setTimeout, clearTimeout, CSS */
+
+const STATUSES = [
+  'todo',
+  'initializing',
+  'failed',
+  'stopping',
+  'stopped',
+  'starting',
+  'started',
+  'undeploying',
+  'cleanup-failed',
+];
+const ACTIONS = ['start', 'stop', 'reset'];
+/** After a (re)connect the server replays every build; what it did not replay is gone. */
+const RESYNC_MS = 1500;
+
+const body = document.body;
+const page = body.dataset.page;
+/** Every build the stream told of, by name. */
+const builds = new Map();
+/** Cards waiting for an answer to a button: name → action. */
+const pending = new Map();
+/** The last error of a button, shown on its card until the next press: name → text. */
+const errors = new Map();
+/** Builds replayed since the last (re)connect. */
+let seen = new Set();
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === false || value === null || value === undefined) continue;
+    el.setAttribute(key, value === true ? '' : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined && child !== false) el.append(child);
+  }
+  return el;
+}
+
+function when(iso) {
+  return iso ? iso.slice(0, 16).replace('T', ' ') + ' UTC' : 'never';
+}
+
+function can(action, status) {
+  if (action === 'start') return status === 'stopped';
+  if (action === 'stop') return status === 'started' || status === 'starting';
+  return status !== 'undeploying' && status !== 'cleanup-failed';
+}
+
+function liveHref(b) {
+  return b.status === 'stopped' ? '/builds/' + b.name + '?live' : b.deploy_link;
+}
+
+function card(b) {
+  const c = b.commit_info;
+  const el = h(
+    'article',
+    {
+      class: 'card status-' + b.status,
+      'data-build': b.name,
+      'data-status': b.status,
+      'data-created': b.created || '',
+    },
+    h(
+      'div',
+      { class: 'card-head' },
+      h('span', { class: 'status' }, b.status),
+      h(
+        'a',
+        { class: 'sha', href: b.repo_commit_link, title: c.git_commit },
+        c.git_commit.slice(0, 7),
+      ),
+      c.pr ? h('a', { class: 'pr', href: b.repo_pr_link }, '#' + c.pr) : null,
+    ),
+    h(
+      'div',
+      { class: 'card-meta' },
+      h('a', { class: 'name', href: '/builds/' + b.name }, b.name),
+      h('time', { datetime: b.created || '' }, when(b.created)),
+    ),
+    h(
+      'div',
+      { class: 'links' },
+      h('a', { href: liveHref(b) }, 'live'),
+      h('a', { href: '/api/v1/builds/' + b.name + '/log' }, 'log'),
+      h('a', { href: '/api/v1/builds/' + b.name + '/init-log' }, 'init log'),
+    ),
+    h(
+      'div',
+      { class: 'actions' },
+      ACTIONS.map((a) =>
+        h('button', { type: 'button', 'data-action': a, disabled: !can(a, b.status) }, a),
+      ),
+    ),
+    b.failure_reason ? h('p', { class: 'reason' }, b.failure_reason) : null,
+    h('p', { class: 'error', role: 'alert', hidden: true }),
+  );
+  decorate(el, b.name);
+  return el;
+}
+
+/** The transient state of a card: a button waiting for its answer, or the error it got. */
+function decorate(el, name) {
+  const action = pending.get(name);
+  if (action) {
+    el.classList.add('pending');
+    for (const button of el.querySelectorAll('button')) {
+      button.disabled = true;
+      if (button.dataset.action === action) button.textContent = action + '…';
+    }
+  }
+  const error = errors.get(name);
+  const slot = el.querySelector('.error');
+  if (error && slot) {
+    slot.textContent = error;
+    slot.hidden = false;
+  }
+}
+
+function row(b) {
+  const c = b.commit_info;
+  const title = c.pr
+    ? [
+        h('span', { class: 'kind' }, 'PR'),
+        h('a', { href: b.repo_pr_link }, '#' + c.pr),
+        h('span', { class: 'target' }, 'into'),
+        h('a', { href: b.repo_target_branch_link }, c.target_branch),
+      ]
+    : [
+        h('span', { class: 'kind' }, 'branch'),
+        h('a', { href: b.repo_target_branch_link }, c.target_branch),
+      ];
+  return h(
+    'section',
+    {
+      class: 'row',
+      'data-kind': c.pr ? 'pr' : 'branch',
+      'data-key': c.pr ? c.pr : c.target_branch,
+    },
+    h('h3', { class: 'row-title' }, title),
+    h('div', { class: 'cards' }),
+  );
+}
+
+function repoEntry(repo, counts, total) {
+  return h(
+    'li',
+    { class: 'repo', 'data-repo': repo },
+    h('a', { class: 'repo-name', href: '/repos/' + repo }, repo),
+    h(
+      'span',
+      { class: 'counts' },
+      STATUSES.filter((s) => counts[s]).map((s) =>
+        h('span', { class: 'count status-' + s }, s, h('b', {}, String(counts[s]))),
+      ),
+    ),
+    h('span', { class: 'total' }, total + (total === 1 ? ' build' : ' builds')),
+  );
+}
+
+function findCard(name) {
+  return document.querySelector('.card[data-build="' + CSS.escape(name) + '"]');
+}
+
+/** Newest first, as the server lists them. */
+function before(a, b) {
+  return a.created !== b.created ? a.created > b.created : a.name < b.name;
+}
+
+function placeCard(b) {
+  const old = findCard(b.name);
+  const fresh = card(b);
+  if (old) return old.replaceWith(fresh);
+  if (page !== 'repo' || body.dataset.repo !== b.commit_info.repo) return;
+  const pr = b.commit_info.pr;
+  const rows = document.getElementById(pr ? 'pr-rows' : 'branch-rows');
+  const key = pr ? String(pr) : b.commit_info.target_branch;
+  let target = [...rows.children].find((r) => r.dataset.key === key);
+  if (!target) {
+    target = row(b);
+    const next = [...rows.children].find((r) =>
+      pr ? Number(r.dataset.key) < pr : r.dataset.key > key,
+    );
+    rows.insertBefore(target, next || null);
+  }
+  const list = target.querySelector('.cards');
+  const mine = { created: b.created || '', name: b.name };
+  const next = [...list.children].find((el) =>
+    before(mine, { created: el.dataset.created, name: el.dataset.build }),
+  );
+  list.insertBefore(fresh, next || null);
+}
+
+function removeCard(name) {
+  const el = findCard(name);
+  if (!el) return;
+  const rowEl = el.closest('.row');
+  el.remove();
+  if (rowEl && !rowEl.querySelector('.card')) rowEl.remove();
+}
+
+let homeTimer;
+/** Home counts are recomputed from every build; batched, since a replay is a burst of events. */
+function renderHome() {
+  clearTimeout(homeTimer);
+  homeTimer = setTimeout(() => {
+    const list = document.getElementById('repos');
+    const byRepo = new Map();
+    for (const b of builds.values()) {
+      const entry = byRepo.get(b.commit_info.repo) || { counts: {}, total: 0 };
+      entry.counts[b.status] = (entry.counts[b.status] || 0) + 1;
+      entry.total++;
+      byRepo.set(b.commit_info.repo, entry);
+    }
+    const repos = [...byRepo.keys()].sort();
+    list.replaceChildren(
+      ...repos.map((r) => repoEntry(r, byRepo.get(r).counts, byRepo.get(r).total)),
+    );
+    applyFilter();
+  }, 150);
+}
+
+function applyFilter() {
+  const input = document.getElementById('filter');
+  if (!input) return;
+  const q = input.value.trim().toLowerCase();
+  for (const li of document.querySelectorAll('#repos .repo'))
+    li.hidden = !li.dataset.repo.includes(q);
+}
+
+function renderBuildPage(b) {
+  for (const dd of document.querySelectorAll('[data-field]')) {
+    const field = dd.dataset.field;
+    const value = b[field];
+    dd.textContent = field === 'created' || field === 'last_scaled' ? when(value) : value || 'none';
+  }
+}
+
+function renderHolding(b) {
+  if (b.status === 'started') {
+    location.href = b.deploy_link;
+    return;
+  }
+  const status = document.getElementById('holding-status');
+  status.textContent = b.status;
+  status.className = 'status-text status-' + b.status;
+  const note = document.getElementById('holding-note');
+  const stuck = !['stopped', 'starting'].includes(b.status);
+  note.hidden = !stuck;
+  if (stuck)
+    note.textContent = 'The build is ' + b.status + ': it will not become ready by itself.';
+}
+
+function onUpd(b) {
+  builds.set(b.name, b);
+  seen.add(b.name);
+  if (page === 'home') return renderHome();
+  if (page === 'holding' && body.dataset.build === b.name) return renderHolding(b);
+  placeCard(b);
+  if (page === 'build' && body.dataset.build === b.name) renderBuildPage(b);
+}
+
+function onDel(b) {
+  builds.delete(b.name);
+  if (page === 'home') return renderHome();
+  removeCard(b.name);
+  if (body.dataset.build !== b.name) return;
+  const note = document.getElementById(page === 'holding' ? 'holding-note' : 'gone');
+  if (note) {
+    note.textContent = 'This build has been undeployed.';
+    note.hidden = false;
+  }
+}
+
+let resyncTimer;
+const conn = document.getElementById('conn');
+
+function connected(live) {
+  conn.hidden = false;
+  conn.textContent = live ? 'live' : 'reconnecting…';
+  conn.className = 'conn ' + (live ? 'up' : 'down');
+}
+
+function connect() {
+  const events = new EventSource('/api/v1/build-events');
+  events.addEventListener('open', () => {
+    connected(true);
+    seen = new Set();
+    clearTimeout(resyncTimer);
+    resyncTimer = setTimeout(() => {
+      // Builds undeployed while the page was not listening.
+      for (const b of [...builds.values()]) if (!seen.has(b.name)) onDel(b);
+      for (const el of document.querySelectorAll('.card[data-build]')) {
+        if (!seen.has(el.dataset.build)) onDel({ name: el.dataset.build });
+      }
+      if (page === 'home') renderHome();
+    }, RESYNC_MS);
+  });
+  events.addEventListener('upd', (e) => onUpd(JSON.parse(e.data)));
+  events.addEventListener('del', (e) => onDel(JSON.parse(e.data)));
+  events.addEventListener('error', () => {
+    connected(false);
+    clearTimeout(resyncTimer);
+    // EventSource retries by itself, except after an answer that is not an event stream.
+    if (events.readyState === EventSource.CLOSED) setTimeout(connect, 5000);
+  });
+}
+
+async function press(button) {
+  const el = button.closest('.card');
+  const name = el.dataset.build;
+  const action = button.dataset.action;
+  pending.set(name, action);
+  errors.delete(name);
+  const slot = el.querySelector('.error');
+  slot.hidden = true;
+  decorate(el, name);
+  let answer;
+  try {
+    const response = await fetch('/api/v1/builds/' + encodeURIComponent(name) + '/' + action, {
+      method: 'POST',
+      headers: { accept: 'application/json' },
+    });
+    answer = await response.json().catch(() => ({}));
+    if (response.status === 401) errors.set(name, 'login required');
+    else if (!response.ok)
+      errors.set(name, answer.error || response.status + ' ' + response.statusText);
+  } catch {
+    errors.set(name, 'network error: try again');
+  } finally {
+    pending.delete(name);
+  }
+  // The stream is the freshest source; the answer only when the stream has not told of it.
+  const latest = builds.get(name) || (answer && answer.name === name ? answer : undefined);
+  const current = findCard(name);
+  if (!current) return;
+  if (latest) return current.replaceWith(card(latest));
+  current.classList.remove('pending');
+  for (const b of current.querySelectorAll('button')) {
+    b.textContent = b.dataset.action;
+    b.disabled = !can(b.dataset.action, current.dataset.status);
+  }
+  decorate(current, name);
+}
+
+document.addEventListener('click', (e) => {
+  const button = e.target.closest('.card button[data-action]');
+  if (button && !button.disabled) press(button);
+});
+document.getElementById('filter')?.addEventListener('input', applyFilter);
+applyFilter();
+connect();

@@ -1,0 +1,371 @@
+/**
+ * The web UI served by the real application (createApp with the UI middleware) over real HTTP,
+ * reading builds from an in-memory index and recording the commands it sends.
+ */
+import { request } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { Registry } from 'prom-client';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { BuildStatus } from '../../domain/build.js';
+import type { BuildView } from '../../domain/build-view.js';
+import { buildName } from '../../domain/names.js';
+import { createApp } from '../../api/app.js';
+import type { BuildFilter } from '../../api/build-index.js';
+import type { BuildCommands, Transition } from '../../api/commands.js';
+import { webUi } from '../../api/ui.js';
+import { InvalidTransitionError } from '../../lib/errors.js';
+import { createLogger } from '../../lib/logger.js';
+
+interface Spec {
+  repo?: string;
+  branch?: string;
+  pr?: number | null;
+  seed: string;
+  status: BuildStatus;
+  created: string;
+  failure?: string;
+}
+
+function view(spec: Spec): BuildView {
+  const repo = spec.repo ?? 'acme/shop';
+  const branch = spec.branch ?? 'main';
+  const pr = spec.pr ?? null;
+  const sha = spec.seed.padEnd(40, '0');
+  const name = buildName({ repo, targetBranch: branch, pr, gitCommit: sha });
+  const link = `https://github.com/${repo}`;
+  return {
+    name,
+    commit_info: { repo, target_branch: branch, pr, git_commit: sha },
+    status: spec.status,
+    init_status: 'succeeded',
+    deploy_link: `https://${repo.replace('/', '-')}-${sha.slice(0, 12)}.runboat.test`,
+    repo_link: link,
+    repo_target_branch_link: `${link}/tree/${branch}`,
+    repo_pr_link: pr === null ? null : `${link}/pull/${pr}`,
+    repo_commit_link: `${link}/commit/${sha}`,
+    created: spec.created,
+    last_scaled: null,
+    failure_reason: spec.failure ?? null,
+  };
+}
+
+const builds = new Map<string, BuildView>();
+const sent: { name: string; transition: Transition }[] = [];
+let refuse: Error | undefined;
+let publicStartStop = true;
+
+const index = {
+  get: (name: string) => builds.get(name),
+  list: (filter: BuildFilter = {}) =>
+    [...builds.values()]
+      .filter((b) => filter.repo === undefined || b.commit_info.repo === filter.repo)
+      .sort((a, b) => (b.created ?? '').localeCompare(a.created ?? '')),
+  on: () => index,
+  off: () => index,
+  isSynced: true,
+};
+
+const commands: BuildCommands = {
+  trigger: () => Promise.reject(new Error('not in this test')),
+  supports: () => true,
+  branchHead: () => Promise.resolve(undefined),
+  transition(name, transition) {
+    if (refuse) return Promise.reject(refuse);
+    sent.push({ name, transition });
+    const build = builds.get(name);
+    if (build && transition === 'start') builds.set(name, { ...build, status: 'starting' });
+    return Promise.resolve();
+  },
+};
+
+let server: Server;
+let base: string;
+
+beforeAll(async () => {
+  const logger = createLogger('silent');
+  const app = createApp({
+    index: index as never,
+    commands,
+    logs: {
+      initLog: () => Promise.resolve(undefined),
+      buildLog: () => Promise.reject(new Error('no logs here')),
+    },
+    settings: {
+      repos: () => [],
+      maxStarted: 2,
+      maxDeployed: 10,
+      admin: {},
+      publicStartStop: true,
+    },
+    temporalReady: () => Promise.resolve(true),
+    logger,
+    metrics: new Registry(),
+    extra: [
+      webUi({
+        index,
+        commands,
+        repos: () => [{ repo: 'acme/.*', branch: '(main|1[0-9]\\.0)', sticky: true }],
+        get publicStartStop() {
+          return publicStartStop;
+        },
+        logger,
+      }),
+    ],
+  });
+  server = app.listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(() => {
+  server.close();
+});
+
+const mainOld = view({ seed: 'a1', status: 'stopped', created: '2024-05-01T10:00:00Z' });
+const mainNew = view({ seed: 'a2', status: 'started', created: '2024-05-02T10:00:00Z' });
+const stable = view({
+  seed: 'b1',
+  branch: '16.0',
+  status: 'failed',
+  created: '2024-05-01T09:00:00Z',
+  failure: 'init Job failed: exit 3',
+});
+const pr12 = view({ seed: 'c1', pr: 12, status: 'initializing', created: '2024-05-03T10:00:00Z' });
+const pr7 = view({
+  seed: 'c2',
+  pr: 7,
+  branch: '16.0',
+  status: 'todo',
+  created: '2024-05-03T11:00:00Z',
+});
+const other = view({
+  repo: 'acme/web.site-x',
+  seed: 'd1',
+  status: 'started',
+  created: '2024-05-01T08:00:00Z',
+});
+const evil = view({
+  seed: 'e1',
+  branch: '<script>alert(1)</script>',
+  status: 'stopped',
+  created: '2024-04-01T10:00:00Z',
+});
+
+beforeEach(() => {
+  builds.clear();
+  for (const build of [mainOld, mainNew, stable, pr12, pr7, other, evil])
+    builds.set(build.name, build);
+  sent.length = 0;
+  refuse = undefined;
+  publicStartStop = true;
+});
+
+async function get(path: string, init: RequestInit = {}) {
+  const response = await fetch(`${base}${path}`, init);
+  return { status: response.status, headers: response.headers, text: await response.text() };
+}
+
+/** A GET with the path sent byte for byte (fetch would resolve `..` first). */
+function rawGet(path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const url = new URL(base);
+    const req = request({ host: url.hostname, port: url.port, path, method: 'GET' }, (res) => {
+      let body = '';
+      res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** The rows of a repo page, in page order, with the builds of each in card order. */
+function rowsOf(html: string): string[] {
+  const rows: string[] = [];
+  for (const section of html.split('<section class="row"').slice(1)) {
+    const head = /data-kind="(\w+)" data-key="([^"]*)"/.exec(section);
+    const cards = [...section.matchAll(/<article class="card [^"]*" data-build="(\w+)"/g)];
+    rows.push(`${head?.[1]} ${head?.[2]}: ${cards.map((m) => m[1]).join(' ')}`);
+  }
+  return rows;
+}
+
+describe('home page', () => {
+  it('lists the repos with builds, their counts and the configured patterns', async () => {
+    const page = await get('/');
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toMatch(/^text\/html/);
+    expect(page.text).toContain('<li class="repo" data-repo="acme/shop">');
+    expect(page.text).toContain('<a class="repo-name" href="/repos/acme/web.site-x">');
+    expect(page.text).toMatch(/<span class="count status-started">started<b>1<\/b><\/span>/);
+    expect(page.text).toContain('6 builds');
+    expect(page.text).toContain('<code>(main|1[0-9]&#92;.0)</code>');
+    expect(page.text).toContain('<script type="module" src="/static/app.js"></script>');
+  });
+
+  it('filters repos by the query', async () => {
+    const page = await get('/?q=web');
+    expect(page.text).toContain('data-repo="acme/web.site-x"');
+    expect(page.text).not.toContain('data-repo="acme/shop"');
+  });
+});
+
+describe('repo page', () => {
+  it('groups builds in branch rows and pull request rows, newest first', async () => {
+    const page = await get('/repos/acme/shop');
+    expect(page.status).toBe(200);
+    expect(rowsOf(page.text)).toEqual([
+      `branch 16.0: ${stable.name}`,
+      `branch <script>alert(1)</script>: ${evil.name}`.replace(/</g, '&lt;').replace(/>/g, '&gt;'),
+      `branch main: ${mainNew.name} ${mainOld.name}`,
+      `pr 12: ${pr12.name}`,
+      `pr 7: ${pr7.name}`,
+    ]);
+    expect(page.text).not.toContain(other.name);
+    // A PR row names its target branch; a card its PR.
+    expect(page.text).toMatch(
+      /#7<\/a>\s*<span class="target">into<\/span>\s*<a href="[^"]+\/tree\/16\.0">16\.0<\/a>/,
+    );
+    expect(page.text).toContain(
+      `<a class="pr" href="https://github.com/acme/shop/pull/12">#12</a>`,
+    );
+  });
+
+  it('shows each card with its status, links and the buttons its status allows', async () => {
+    const page = await get('/repos/acme/shop');
+    const card = (name: string) => {
+      const start = page.text.indexOf(`data-build="${name}"`);
+      return page.text.slice(start, page.text.indexOf('</article>', start));
+    };
+    const started = card(mainNew.name);
+    expect(started).toContain('data-status="started"');
+    expect(started).toContain(`<a class="sha" href="${mainNew.repo_commit_link}"`);
+    expect(started).toContain(`>${mainNew.commit_info.git_commit.slice(0, 7)}</a>`);
+    expect(started).toContain(`<a href="${mainNew.deploy_link}">live</a>`);
+    expect(started).toContain(`<a href="/api/v1/builds/${mainNew.name}/log">log</a>`);
+    expect(started).toContain(`<a href="/api/v1/builds/${mainNew.name}/init-log">init log</a>`);
+    expect(started).toContain('data-action="start" disabled=""');
+    expect(started).toMatch(/data-action="stop">stop/);
+    expect(started).toMatch(/data-action="reset">reset/);
+    const stopped = card(mainOld.name);
+    expect(stopped).toMatch(/data-action="start">start/);
+    expect(stopped).toContain('data-action="stop" disabled=""');
+    // A stopped build's live link wakes it.
+    expect(stopped).toContain(`<a href="/builds/${mainOld.name}?live">live</a>`);
+    expect(card(stable.name)).toContain('<p class="reason">init Job failed: exit 3</p>');
+  });
+
+  it('escapes what users control: branch names', async () => {
+    const page = await get('/repos/acme/shop');
+    expect(page.text).not.toContain('<script>alert');
+    expect(page.text).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
+    expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
+  });
+
+  it('serves repos with dots and dashes, and repos without builds yet', async () => {
+    const page = await get('/repos/Acme/Web.Site-X');
+    expect(rowsOf(page.text)).toEqual([`branch main: ${other.name}`]);
+    const empty = await get('/repos/acme/new-repo');
+    expect(empty.status).toBe(200);
+    expect(empty.text).toContain('data-repo="acme/new-repo"');
+    expect(rowsOf(empty.text)).toEqual([]);
+  });
+});
+
+describe('build page', () => {
+  it('shows every field and the failure reason', async () => {
+    const page = await get(`/builds/${stable.name}`);
+    expect(page.status).toBe(200);
+    expect(page.text).toContain(`data-build="${stable.name}"`);
+    expect(page.text).toContain(stable.commit_info.git_commit);
+    expect(page.text).toContain(`<a href="${stable.deploy_link}">${stable.deploy_link}</a>`);
+    expect(page.text).toMatch(/data-field="failure_reason"[^>]*>init Job failed: exit 3</);
+    expect(page.text).toContain('2024-05-01 09:00 UTC');
+  });
+
+  it('answers 404 with a page for an unknown build', async () => {
+    const page = await get('/builds/unknown');
+    expect(page.status).toBe(404);
+    expect(page.headers.get('content-type')).toMatch(/^text\/html/);
+    expect(page.text).toContain('There is no build named unknown.');
+  });
+});
+
+describe('?live', () => {
+  it('redirects to a started build', async () => {
+    const page = await get(`/builds/${mainNew.name}?live`, { redirect: 'manual' });
+    expect(page.status).toBe(302);
+    expect(new URL(page.headers.get('location') ?? '').href).toBe(
+      new URL(mainNew.deploy_link).href,
+    );
+    expect(sent).toEqual([]);
+  });
+
+  it('starts a stopped build and holds the visitor', async () => {
+    const page = await get(`/builds/${mainOld.name}?live`);
+    expect(sent).toEqual([{ name: mainOld.name, transition: 'start' }]);
+    expect(page.status).toBe(200);
+    expect(page.text).toContain('data-page="holding"');
+    expect(page.text).toContain(`data-build="${mainOld.name}"`);
+    expect(page.text).toContain('Starting …');
+    expect(page.text).toMatch(/id="holding-status"[^>]*>starting</);
+  });
+
+  it('shows why a stopped build could not be started', async () => {
+    refuse = new InvalidTransitionError('too many builds started');
+    const page = await get(`/builds/${mainOld.name}?live`);
+    expect(page.text).toContain('Could not start the build: too many builds started');
+  });
+
+  it('does not start anything when start and stop are not public', async () => {
+    publicStartStop = false;
+    const page = await get(`/builds/${mainOld.name}?live`);
+    expect(sent).toEqual([]);
+    expect(page.text).toContain('data-page="build"');
+    expect(page.text).toContain('Starting it needs the admin login');
+  });
+
+  it('shows the build page with a note for other statuses', async () => {
+    const page = await get(`/builds/${pr12.name}?live`);
+    expect(sent).toEqual([]);
+    expect(page.text).toContain('data-page="build"');
+    expect(page.text).toContain('still being initialized');
+  });
+});
+
+describe('static files', () => {
+  it('are served with their content types and a short cache', async () => {
+    const js = await get('/static/app.js');
+    expect(js.status).toBe(200);
+    expect(js.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
+    expect(js.headers.get('cache-control')).toBe('public, max-age=60');
+    expect(js.text).toContain("new EventSource('/api/v1/build-events')");
+    const css = await get('/static/app.css');
+    expect(css.headers.get('content-type')).toBe('text/css; charset=utf-8');
+    expect((await get('/static/nothing.js')).status).toBe(404);
+  });
+
+  it('never leave their directory', async () => {
+    for (const path of [
+      '/static/../package.json',
+      '/static/%2e%2e/package.json',
+      '/static/..%2f..%2fpackage.json',
+      '/static/../templates/layout.njk',
+    ]) {
+      const answer = await rawGet(path);
+      expect(answer.status, path).toBe(400);
+      expect(answer.body, path).not.toContain('runboat-temporal');
+    }
+  });
+});
+
+describe('the rest of the application', () => {
+  it('is passed on: API routes and other methods', async () => {
+    const api = await get('/api/v1/builds?repo=acme/web.site-x');
+    expect(JSON.parse(api.text)).toEqual([other]);
+    const post = await get('/', { method: 'POST' });
+    expect(post.status).toBe(404);
+    expect(post.headers.get('content-type')).toMatch(/json/);
+  });
+});
