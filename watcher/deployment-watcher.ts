@@ -1,7 +1,8 @@
 /**
- * Watches the build Deployments and tells their workflows about drift they did not cause. So far:
- * a Deployment being deleted behind the workflow's back (`kubectl delete`), which the finalizer
- * holds until the workflow has run the cleanup Job. The watcher changes nothing in Kubernetes.
+ * Watches the build Deployments and tells their workflows about drift they did not cause: a
+ * Deployment being deleted behind the workflow's back (`kubectl delete`), which the finalizer
+ * holds until the workflow has run the cleanup Job, and a Deployment scaled by hand, which the
+ * workflow takes as a start or a stop. The watcher changes nothing in Kubernetes.
  */
 import { makeInformer, type V1Deployment } from '@kubernetes/client-node';
 import type { Client } from '@temporalio/client';
@@ -51,10 +52,20 @@ export async function startDeploymentWatcher(
 
   const inspect = (deployment: V1Deployment) => {
     const name = deployment.metadata?.labels?.[BUILD_LABEL];
-    if (!name || !deployment.metadata?.deletionTimestamp) return;
-    if (deployment.metadata.labels?.[STATUS_LABEL] === 'undeploying' || reported.has(name)) return;
-    reported.add(name);
-    void signal(name, { kind: 'deployment-deleting' });
+    if (!name) return;
+    const label = deployment.metadata?.labels?.[STATUS_LABEL];
+    if (deployment.metadata?.deletionTimestamp) {
+      if (label === 'undeploying' || reported.has(name)) return;
+      reported.add(name);
+      void signal(name, { kind: 'deployment-deleting' });
+      return;
+    }
+    // The workflow writes replicas and the status label in one patch: a disagreement between
+    // them means someone scaled the Deployment by hand.
+    const replicas = deployment.spec?.replicas ?? 0;
+    const handStarted = replicas > 0 && label === 'stopped';
+    const handStopped = replicas === 0 && (label === 'started' || label === 'starting');
+    if (handStarted || handStopped) void signal(name, { kind: 'scaled', replicas });
   };
 
   informer.on('add', inspect);

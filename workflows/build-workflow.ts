@@ -154,6 +154,16 @@ class Build {
         // Someone deleted the Deployment: the finalizer holds it until the cleanup has run.
         this.actions.push({ kind: 'undeploy', done: false });
       }
+      if (event.kind === 'scaled' && this.actions.length === 0) {
+        // Scaled by hand: taken as a start or a stop, so that the limits, the mirror and
+        // last-scaled follow what the operator did.
+        const running = ['started', 'starting'].includes(this.state.status);
+        if ((event.replicas ?? 0) > 0 && this.state.status === 'stopped') {
+          this.actions.push({ kind: 'start', done: false });
+        } else if ((event.replicas ?? 0) === 0 && running) {
+          this.actions.push({ kind: 'stop', done: false });
+        }
+      }
     });
   }
 

@@ -148,6 +148,37 @@ describe('builds under pressure', () => {
     expect(leftovers.items).toEqual([]);
   });
 
+  it('converges when scaled by hand with kubectl: taken as a start, then a stop', async () => {
+    const commit = env.commit('acme/shop', 'kubectl-scale');
+    const name = buildName(commit);
+    const handle = await env.build(commit);
+    await env.waitForStatus(name, 'stopped');
+    const sandbox = inject('sandbox');
+    const kubectl = (...args: string[]) =>
+      spawnSync(
+        sandbox.kubectl,
+        [
+          '--kubeconfig',
+          sandbox.kube.kubeconfig,
+          '--context',
+          sandbox.kube.context,
+          '-n',
+          env.namespace,
+          ...args,
+        ],
+        { encoding: 'utf8' },
+      );
+    expect(kubectl('scale', `deployment/${name}`, '--replicas=1').status).toBe(0);
+    const started = await env.waitForStatus(name, 'started');
+    expect(started.metadata?.annotations?.[annotations.lastScaled]).toBeTruthy();
+    await eventually(async () => expect((await handle.query(stateQuery)).status).toBe('started'));
+    expect(kubectl('scale', `deployment/${name}`, '--replicas=0').status).toBe(0);
+    await env.waitForStatus(name, 'stopped');
+    await eventually(async () => expect((await handle.query(stateQuery)).status).toBe('stopped'));
+    await handle.executeUpdate(undeployUpdate);
+    await handle.result();
+  });
+
   it('deploys a build whose branch name is hostile, keeping the name verbatim', async () => {
     const branch = `feat: "x'\n- {{ y }} #z/ünïcødé/${'x'.repeat(200)}`;
     const commit: CommitInfo = env.commit('acme/shop', branch, 12);
