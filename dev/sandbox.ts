@@ -35,6 +35,8 @@ export interface SandboxInfo {
   kwokctl: string;
   /** The kubectl matching the cluster's version. */
   kubectl: string;
+  /** The Temporal CLI running the dev server. */
+  temporalCli: string;
 }
 
 /** A running sandbox. */
@@ -74,6 +76,32 @@ export async function teardownSandbox(info: SandboxInfo): Promise<void> {
       `sandbox ${info.id} teardown: ${failures.map((f) => String(f.reason)).join('; ')}`,
     );
   }
+}
+
+/**
+ * Restarts the sandbox's Temporal server on the same ports, so that its clients reconnect; with
+ * `wipe`, its database is deleted first and Temporal forgets every workflow (a disaster drill).
+ * Returns the updated information, also written to `sandbox.json`.
+ */
+export async function restartTemporal(
+  info: SandboxInfo,
+  options: { wipe: boolean },
+): Promise<SandboxInfo> {
+  await stopProcess(info.temporal.pid);
+  if (options.wipe) {
+    for (const suffix of ['', '-wal', '-shm'])
+      await rm(`${info.temporal.dbFile}${suffix}`, { force: true });
+  }
+  const server = await startTemporalServer({
+    temporalPath: info.temporalCli,
+    dbFile: info.temporal.dbFile,
+    logFile: join(info.runDir, 'temporal.log'),
+    port: Number(info.temporal.address.split(':').pop()),
+    uiPort: Number(new URL(info.temporal.uiUrl).port),
+  });
+  const updated: SandboxInfo = { ...info, temporal: { ...info.temporal, pid: server.pid } };
+  await writeFile(join(info.runDir, 'sandbox.json'), JSON.stringify(updated, null, 2));
+  return updated;
 }
 
 /** Reads the state file of a run directory, if it has one. */
@@ -207,6 +235,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     kube: { ...kube.value, workDir: kubeWorkDir },
     kwokctl: tools.kwokctl,
     kubectl: tools.kubectl,
+    temporalCli: tools.temporal,
   };
   await writeFile(join(runDir, 'sandbox.json'), JSON.stringify(info, null, 2));
   const watchdog = startWatchdog(runDir, process.pid);
@@ -220,7 +249,8 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       stopped ??= (async () => {
         const stopping = Date.now();
         if (watchdog !== undefined) await stopProcess(watchdog, 1000).catch(() => undefined);
-        await teardownSandbox(info);
+        // Re-read: a restarted Temporal server has a new pid.
+        await teardownSandbox((await readSandboxInfo(runDir)) ?? info);
         if (!options.keep) await rm(runDir, { recursive: true, force: true });
         log(`sandbox ${id} stopped in ${elapsed(stopping)}`);
       })();

@@ -89,6 +89,8 @@ const envSchema = z.object({
   RUNBOAT_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
   /** Cancel a PR's or branch's builds still queued for init when a newer commit arrives. */
   RUNBOAT_CANCEL_SUPERSEDED: bool.default(false),
+  /** Seconds between two adoption rounds (builds found in Kubernetes without a workflow). */
+  RUNBOAT_ADOPT_INTERVAL_SECONDS: z.coerce.number().positive().default(30),
   RUNBOAT_API_HOST: z.string().default('127.0.0.1'),
   RUNBOAT_API_PORT: z.coerce.number().int().min(0).max(65535).default(8000),
   /** Secret of the GitHub webhook; required unless RUNBOAT_WEBHOOK_INSECURE is set. */

@@ -21,6 +21,8 @@ export interface DeploymentWatcherOptions {
 
 /** A running watcher. */
 export interface DeploymentWatcher {
+  /** The build Deployments as last seen (the informer's cache). */
+  deployments(): readonly V1Deployment[];
   stop(): Promise<void>;
 }
 
@@ -87,6 +89,7 @@ export async function startDeploymentWatcher(
   });
   await informer.start();
   return {
+    deployments: () => informer.list(),
     async stop() {
       stopped = true;
       await informer.stop();

@@ -21,6 +21,7 @@ import { createKubeClients } from '../lib/kube.js';
 import { createLogger } from '../lib/logger.js';
 import { loadReposFile, loadSettings, SettingsError } from '../lib/settings.js';
 import { connectClient } from '../lib/temporal.js';
+import { startAdopter } from '../watcher/adopter.js';
 import { startDeploymentWatcher } from '../watcher/deployment-watcher.js';
 
 const temporalLevels: Record<string, LogLevel> = {
@@ -110,6 +111,21 @@ async function main(): Promise<void> {
         logger,
       })
     : undefined;
+  const adopter = watcher
+    ? startAdopter({
+        watcher,
+        kube,
+        namespace: settings.RUNBOAT_BUILD_NAMESPACE,
+        client,
+        temporal: {
+          ...temporal,
+          buildsTaskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
+          initTaskQueue: settings.RUNBOAT_INIT_TASK_QUEUE,
+        },
+        logger,
+        intervalMs: settings.RUNBOAT_ADOPT_INTERVAL_SECONDS * 1000,
+      })
+    : undefined;
   logger.info(
     {
       roles: [...roles],
@@ -123,6 +139,7 @@ async function main(): Promise<void> {
     // Runtime's shutdown signals (SIGINT, SIGTERM) make every worker drain and return.
     await Promise.all(workers.map((worker) => worker.run()));
   } finally {
+    await adopter?.stop();
     await watcher?.stop();
     await client.connection.close();
     await connection.close();

@@ -208,6 +208,7 @@ class Build {
 
   async run(): Promise<BuildState> {
     if (!this.input.state) await this.deploy();
+    else if (this.input.trigger.kind === 'adopted') await this.adopt();
     for (;;) {
       const action = this.actions.shift();
       if (action) {
@@ -237,15 +238,32 @@ class Build {
   }
 
   /** Applies the deployment objects: the build is visible at once, queued for init. */
-  private async deploy(): Promise<void> {
+  private upsertCommitAttributes(): void {
     const { commit } = this.state;
     const attributes: SearchAttributeUpdatePair[] = [
       { key: keys.repo, value: commit.repo },
       { key: keys.targetBranch, value: commit.targetBranch },
       { key: keys.commit, value: commit.gitCommit },
+      { key: keys.status, value: this.state.status },
     ];
     if (commit.pr !== null) attributes.push({ key: keys.pr, value: commit.pr });
     upsertSearchAttributes(attributes);
+  }
+
+  /**
+   * Takes over a build found in Kubernetes with no workflow, in the state its Deployment shows:
+   * an undeploy under way goes on, a start under way is awaited, an init under way is adopted by
+   * the init activity (same Job name), anything else waits for requests.
+   */
+  private async adopt(): Promise<void> {
+    log.info('adopting build', { build: this.state.name, status: this.state.status });
+    this.upsertCommitAttributes();
+    if (this.state.status === 'undeploying') this.actions.push({ kind: 'undeploy', done: false });
+    if (this.state.status === 'starting') await this.awaitReady();
+  }
+
+  private async deploy(): Promise<void> {
+    this.upsertCommitAttributes();
     const config = await this.configuration();
     await short.deploy(this.ref, config);
     this.setStatus('todo');

@@ -1,0 +1,107 @@
+/**
+ * Adoption: every build Deployment must have a running workflow. One that has none (Temporal lost
+ * its history, or the namespace was run by the Python runboat) gets one, started from what the
+ * Deployment and its Jobs say. Starting is idempotent (the workflow id is the Deployment's name),
+ * so two watchers may run side by side. The adopter changes nothing in Kubernetes.
+ */
+import { WorkflowIdConflictPolicy, type Client } from '@temporalio/client';
+import { CLEANUP_FINALIZER, JOB_KIND_LABEL } from '../domain/build.js';
+import { adoptedState } from '../domain/adoption.js';
+import type { BuildWorkflowInput } from '../domain/messages.js';
+import type { KubeClients } from '../lib/kube.js';
+import type { Logger } from '../lib/logger.js';
+import type { TemporalOptions } from '../lib/temporal.js';
+import type { DeploymentWatcher } from './deployment-watcher.js';
+
+/** Options of {@link startAdopter}. */
+export interface AdopterOptions {
+  watcher: Pick<DeploymentWatcher, 'deployments'>;
+  kube: KubeClients;
+  namespace: string;
+  client: Client;
+  temporal: TemporalOptions;
+  logger: Logger;
+  /** Time between two rounds. */
+  intervalMs: number;
+}
+
+/** A running adopter. */
+export interface Adopter {
+  /** One round now; resolves with the number of builds adopted. */
+  runOnce(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/** Starts adopting: a round at once, then one per interval. */
+export function startAdopter(options: AdopterOptions): Adopter {
+  const { client, temporal, kube, namespace } = options;
+  const log = options.logger.child({ component: 'adopter' });
+
+  const runningWorkflows = async (): Promise<Set<string>> => {
+    const running = new Set<string>();
+    const query = `WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '${temporal.buildsTaskQueue}'`;
+    for await (const execution of client.workflow.list({ query }))
+      running.add(execution.workflowId);
+    return running;
+  };
+
+  const runOnce = async (): Promise<number> => {
+    const running = await runningWorkflows();
+    const orphans = options.watcher.deployments().filter((deployment) => {
+      const name = deployment.metadata?.name;
+      if (!name || running.has(name)) return false;
+      // Deleted and let go by its workflow: it is on its way out, not an orphan.
+      const held = deployment.metadata?.finalizers?.includes(CLEANUP_FINALIZER) ?? false;
+      return !deployment.metadata?.deletionTimestamp || held;
+    });
+    if (orphans.length === 0) return 0;
+    const jobs = await kube.batch.listNamespacedJob({ namespace, labelSelector: JOB_KIND_LABEL });
+    const jobNames = jobs.items.map((job) => job.metadata?.name ?? '');
+    let adopted = 0;
+    for (const deployment of orphans) {
+      const state = adoptedState(deployment, jobNames);
+      const input: BuildWorkflowInput = {
+        commit: state.commit,
+        trigger: { kind: 'adopted' },
+        state,
+        initTaskQueue: temporal.initTaskQueue,
+      };
+      try {
+        const handle = await client.workflow.start('buildWorkflow', {
+          workflowId: state.name,
+          taskQueue: temporal.buildsTaskQueue,
+          args: [input],
+          workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+        });
+        adopted++;
+        log.info(
+          { build: state.name, status: state.status, run: handle.firstExecutionRunId },
+          'adopted',
+        );
+      } catch (error) {
+        log.warn({ build: state.name, err: error }, 'could not adopt');
+      }
+    }
+    return adopted;
+  };
+
+  let stopped = false;
+  let round: Promise<unknown> = Promise.resolve();
+  const tick = () => {
+    if (stopped) return;
+    round = runOnce()
+      .catch((error: unknown) => log.warn({ err: error }, 'adoption round failed'))
+      .finally(() => {
+        if (!stopped) timer = setTimeout(tick, options.intervalMs);
+      });
+  };
+  let timer = setTimeout(tick, 0);
+  return {
+    runOnce,
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await round;
+    },
+  };
+}
