@@ -38,6 +38,7 @@ import {
 } from '../lib/kubefiles.js';
 import type { Logger } from '../lib/logger.js';
 import { findRepoConfig, type RepoConfig } from '../lib/settings.js';
+import { buildView } from '../domain/build-view.js';
 import { jobName, keepJobLog, runJob, waitForChange, type JobOutcome } from './jobs.js';
 
 /** What the activities need from the process that runs them. */
@@ -251,6 +252,41 @@ export function createActivities(deps: ActivityDeps) {
       await guard('deploy', async () => {
         await applyManifests(kube.objects, await render(build, config, 'deployment'));
       });
+    },
+
+    /**
+     * The builds as the cluster shows them, for the fleet's limits: status, when last scaled and
+     * whether each is the newest build of a sticky branch (never evicted).
+     */
+    async fleetSnapshot(): Promise<FleetBuild[]> {
+      const list = await kube.apps.listNamespacedDeployment({
+        namespace,
+        labelSelector: BUILD_LABEL,
+      });
+      const builds = list.items.map((deployment) => {
+        const view = buildView(deployment, deps.buildDomain);
+        return {
+          name: view.name,
+          status: view.status,
+          lastScaled: view.last_scaled ?? view.created ?? '',
+          created: view.created ?? '',
+          repo: view.commit_info.repo,
+          targetBranch: view.commit_info.target_branch,
+          pr: view.commit_info.pr,
+          sticky: false,
+        };
+      });
+      const repos = deps.repos();
+      const newest = new Map<string, FleetBuild>();
+      for (const build of builds) {
+        if (build.pr !== null) continue;
+        if (!findRepoConfig(repos, build.repo, build.targetBranch)?.sticky) continue;
+        const key = `${build.repo}\u0000${build.targetBranch}`;
+        const current = newest.get(key);
+        if (!current || current.created < build.created) newest.set(key, build);
+      }
+      for (const build of newest.values()) build.sticky = true;
+      return builds;
     },
 
     /** Applies the optional `start` or `stop` mode of the kubefiles; false when there is none. */
@@ -469,6 +505,20 @@ export function createActivities(deps: ActivityDeps) {
       await commitStatus(build.commit, state, description, targetUrl);
     },
   };
+}
+
+/** A build as the fleet sees it. */
+export interface FleetBuild {
+  name: string;
+  status: BuildStatus;
+  /** ISO time of the last scale (creation when never scaled). */
+  lastScaled: string;
+  created: string;
+  repo: string;
+  targetBranch: string;
+  pr: number | null;
+  /** The newest build of a sticky branch: never evicted. */
+  sticky: boolean;
 }
 
 /** What one transition writes onto the Deployment. */

@@ -37,6 +37,8 @@ export interface BuildWorkflowInput {
   config?: ResolvedBuild | undefined;
   /** Task queue of the init activity (default `runboat-init`). */
   initTaskQueue?: string;
+  /** The fleet workflow to tell when the build is deployed or started (none: no limits). */
+  fleetWorkflowId?: string;
   /** Continue-as-new once history has this many events (default: when Temporal suggests it). */
   maxHistoryEvents?: number;
 }
@@ -70,3 +72,28 @@ export const initStartedSignal = defineSignal('initStarted');
 
 /** Default task queues (settings may rename them). */
 export const defaultTaskQueues = { builds: 'runboat-builds', init: 'runboat-init' } as const;
+
+/** The fleet's limits, sent to it at start and whenever a worker starts with other settings. */
+export interface FleetLimits {
+  maxStarted: number;
+  maxDeployed: number;
+}
+
+/** Input of `fleetWorkflow`. */
+export interface FleetWorkflowInput {
+  limits: FleetLimits;
+  /** Seconds between two recounts when nothing signals (default 60). */
+  recountSeconds?: number;
+}
+
+/** A build was deployed or started: the fleet recounts (debounced). */
+export const fleetChangedSignal = defineSignal('fleetChanged');
+/** New limits for the fleet. */
+export const fleetLimitsSignal = defineSignal<[FleetLimits]>('fleetLimits');
+/** The fleet asks a build to make room: `stop` it, or `undeploy` it. */
+export const evictSignal = defineSignal<['stop' | 'undeploy']>('evict');
+
+/** Id of the fleet workflow of a builds task queue (one fleet per deployment of runboat). */
+export function fleetWorkflowId(buildsTaskQueue: string): string {
+  return `runboat-fleet-${buildsTaskQueue}`;
+}

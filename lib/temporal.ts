@@ -9,7 +9,7 @@ import {
   type WorkflowHandle,
 } from '@temporalio/client';
 import type { CommitInfo } from '../domain/build.js';
-import type { BuildTrigger, BuildWorkflowInput } from '../domain/messages.js';
+import { fleetWorkflowId, type BuildTrigger, type BuildWorkflowInput } from '../domain/messages.js';
 import { buildName } from '../domain/names.js';
 
 /** Where Temporal is and which queues the builds use. */
@@ -49,6 +49,7 @@ export async function ensureBuild(
     commit: build.commit,
     trigger: build.trigger,
     initTaskQueue: options.initTaskQueue,
+    fleetWorkflowId: fleetWorkflowId(options.buildsTaskQueue),
     ...(build.maxHistoryEvents === undefined ? {} : { maxHistoryEvents: build.maxHistoryEvents }),
   };
   return client.workflow.start('buildWorkflow', {

@@ -7,7 +7,7 @@
 import { WorkflowIdConflictPolicy, type Client } from '@temporalio/client';
 import { CLEANUP_FINALIZER, JOB_KIND_LABEL } from '../domain/build.js';
 import { adoptedState } from '../domain/adoption.js';
-import type { BuildWorkflowInput } from '../domain/messages.js';
+import { fleetWorkflowId, type BuildWorkflowInput } from '../domain/messages.js';
 import type { KubeClients } from '../lib/kube.js';
 import type { Logger } from '../lib/logger.js';
 import type { TemporalOptions } from '../lib/temporal.js';
@@ -65,6 +65,7 @@ export function startAdopter(options: AdopterOptions): Adopter {
         trigger: { kind: 'adopted' },
         state,
         initTaskQueue: temporal.initTaskQueue,
+        fleetWorkflowId: fleetWorkflowId(temporal.buildsTaskQueue),
       };
       try {
         const handle = await client.workflow.start('buildWorkflow', {

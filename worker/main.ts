@@ -15,7 +15,7 @@ import {
   type LogLevel,
 } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
-import { initStartedSignal } from '../domain/messages.js';
+import { fleetLimitsSignal, fleetWorkflowId, initStartedSignal } from '../domain/messages.js';
 import { createGitHubClient } from '../lib/github.js';
 import { createKubeClients } from '../lib/kube.js';
 import { createLogger } from '../lib/logger.js';
@@ -111,6 +111,20 @@ async function main(): Promise<void> {
         logger,
       })
     : undefined;
+  if (roles.has('builds')) {
+    // One fleet per builds queue; a worker that starts with other limits hands them over.
+    const limits = {
+      maxStarted: settings.RUNBOAT_MAX_STARTED,
+      maxDeployed: settings.RUNBOAT_MAX_DEPLOYED,
+    };
+    await client.workflow.signalWithStart('fleetWorkflow', {
+      workflowId: fleetWorkflowId(settings.RUNBOAT_BUILDS_TASK_QUEUE),
+      taskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
+      args: [{ limits }],
+      signal: fleetLimitsSignal,
+      signalArgs: [limits],
+    });
+  }
   const adopter = watcher
     ? startAdopter({
         watcher,

@@ -9,6 +9,7 @@ import {
   CancellationScope,
   condition,
   continueAsNew,
+  getExternalWorkflowHandle,
   log,
   proxyActivities,
   setHandler,
@@ -21,6 +22,8 @@ import type { BuildRef, BuildStatus, ResolvedBuild } from '../domain/build.js';
 import {
   defaultTaskQueues,
   driftSignal,
+  evictSignal,
+  fleetChangedSignal,
   initStartedSignal,
   INVALID_TRANSITION,
   resetUpdate,
@@ -147,6 +150,17 @@ class Build {
         this.setStatus('initializing');
       }
     });
+    setHandler(evictSignal, (kind) => {
+      // The fleet counted from the cluster; by now the build may have moved on: re-check.
+      if (this.actions.length > 0) return;
+      if (kind === 'stop' && ['started', 'starting'].includes(this.state.status)) {
+        this.actions.push({ kind: 'stop', done: false });
+      }
+      if (kind === 'undeploy' && ['stopped', 'failed'].includes(this.state.status)) {
+        log.info('evicted', { build: this.state.name });
+        this.actions.push({ kind: 'undeploy', done: false });
+      }
+    });
     setHandler(driftSignal, (event) => {
       log.info('drift', { build: this.state.name, event });
       const gone = event.kind === 'deployment-deleting' || event.kind === 'deployment-gone';
@@ -267,7 +281,18 @@ class Build {
     const config = await this.configuration();
     await short.deploy(this.ref, config);
     this.setStatus('todo');
+    await this.notifyFleet();
     await this.report('pending', 'queued for initialization', 'build');
+  }
+
+  /** Tells the fleet to recount; a missing fleet means no limits, not a failure. */
+  private async notifyFleet(): Promise<void> {
+    if (!this.input.fleetWorkflowId) return;
+    try {
+      await getExternalWorkflowHandle(this.input.fleetWorkflowId).signal(fleetChangedSignal);
+    } catch (error) {
+      log.warn('fleet not told', { build: this.state.name, error: String(error) });
+    }
   }
 
   private async report(
@@ -350,6 +375,7 @@ class Build {
         this.state.lastScaled = await short.scale(this.state.name, 1);
         this.setStatus('starting');
         done();
+        await this.notifyFleet();
         await this.awaitReady();
         return false;
       }

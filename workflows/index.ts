@@ -1,2 +1,3 @@
 /** Every workflow, for the worker's bundler. */
 export { buildWorkflow } from './build-workflow.js';
+export { fleetWorkflow } from './fleet-workflow.js';

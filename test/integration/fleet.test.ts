@@ -1,0 +1,96 @@
+/**
+ * The fleet's limits against the real sandbox: MAX_STARTED=2 and MAX_DEPLOYED=5 with 12 builds,
+ * one branch sticky. Once settled the cluster holds no more than the limits, the oldest builds
+ * went first, and the sticky branch's newest build stayed.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BUILD_LABEL, type CommitInfo } from '../../domain/build.js';
+import { startUpdate } from '../../domain/messages.js';
+import { buildName } from '../../domain/names.js';
+import { createBuildEnv, type BuildEnv } from './build-env.js';
+import { eventually } from './helpers.js';
+
+let env: BuildEnv;
+
+beforeAll(async () => {
+  env = await createBuildEnv({
+    repos: [
+      {
+        repo: 'acme/shop',
+        branch: 'main',
+        sticky: true,
+        builds: [{ image: 'ghcr.io/acme/odoo:16.0' }],
+      },
+      { repo: 'acme/.*', branch: '.*', builds: [{ image: 'ghcr.io/acme/odoo:16.0' }] },
+    ],
+  });
+  await env.startWorker({ RUNBOAT_MAX_STARTED: '2', RUNBOAT_MAX_DEPLOYED: '5' });
+});
+
+afterAll(async () => {
+  await env?.close();
+});
+
+async function clusterState() {
+  const list = await env.kube.apps.listNamespacedDeployment({
+    namespace: env.namespace,
+    labelSelector: BUILD_LABEL,
+  });
+  const live = list.items.filter((d) => !d.metadata?.deletionTimestamp);
+  return {
+    names: live.map((d) => d.metadata?.name ?? ''),
+    started: live.filter((d) => (d.spec?.replicas ?? 0) > 0).map((d) => d.metadata?.name ?? ''),
+  };
+}
+
+describe('the fleet', () => {
+  it('keeps at most 2 started and 5 deployed builds, evicting the oldest, keeping the sticky one', async () => {
+    // The sticky branch's build comes first: the oldest of all, yet never evicted.
+    const sticky = env.commit('acme/shop', 'main');
+    await env.build(sticky);
+    await env.waitForStatus(buildName(sticky), 'stopped');
+    const others: CommitInfo[] = [];
+    for (let i = 0; i < 11; i++) {
+      const commit = env.commit('acme/shop', `feature-${String(i).padStart(2, '0')}`);
+      others.push(commit);
+      await env.build(commit);
+      await env.waitForStatus(buildName(commit), 'stopped', 60_000).catch(() => undefined);
+    }
+    // Start four of the survivors one after the other: only the last two may stay started.
+    const settled = await eventually(
+      async () => {
+        const state = await clusterState();
+        expect(state.names.length).toBeLessThanOrEqual(5);
+        return state;
+      },
+      90_000,
+      500,
+    );
+    expect(settled.names).toContain(buildName(sticky));
+    // The newest builds survive; the oldest non-sticky ones went first.
+    const newest = others.slice(-4).map(buildName);
+    expect(settled.names.sort()).toEqual([buildName(sticky), ...newest].sort());
+
+    const crossed: number[] = [];
+    for (const commit of others.slice(-4)) {
+      await env.client.workflow.getHandle(buildName(commit)).executeUpdate(startUpdate);
+      await env.waitForStatus(buildName(commit), 'started');
+      crossed.push(Date.now());
+    }
+    const final = await eventually(
+      async () => {
+        const state = await clusterState();
+        expect(state.started.length).toBeLessThanOrEqual(2);
+        return state;
+      },
+      60_000,
+      100,
+    );
+    console.log(
+      `MAX_STARTED restored ${Date.now() - (crossed[3] ?? 0)} ms after the limit was crossed`,
+    );
+    expect(final.started.sort()).toEqual(others.slice(-2).map(buildName).sort());
+    expect(final.names.length).toBeLessThanOrEqual(5);
+    expect(final.names).toContain(buildName(sticky));
+  });
+});

@@ -1,0 +1,91 @@
+/**
+ * The fleet: a singleton that keeps the cluster within `maxStarted` and `maxDeployed`. It counts
+ * from the cluster (an activity), never from its own memory, after a debounce once builds signal
+ * a change, and at least every `recountSeconds`; it asks builds to stop or undeploy by signal.
+ */
+import {
+  condition,
+  continueAsNew,
+  getExternalWorkflowHandle,
+  log,
+  proxyActivities,
+  setHandler,
+  sleep,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { BuildActivities } from '../activities/index.js';
+import { planEvictions } from '../domain/fleet.js';
+import {
+  evictSignal,
+  fleetChangedSignal,
+  fleetLimitsSignal,
+  type FleetLimits,
+  type FleetWorkflowInput,
+} from '../domain/messages.js';
+
+const { fleetSnapshot } = proxyActivities<BuildActivities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1s', maximumInterval: '30s' },
+});
+
+/** Builds signal in bursts (a webhook storm): recount once the burst settles. */
+const DEBOUNCE = '500 milliseconds';
+
+/** The fleet workflow; its id is `fleetWorkflowId(<builds task queue>)`. */
+export async function fleetWorkflow(input: FleetWorkflowInput): Promise<void> {
+  let limits: FleetLimits = input.limits;
+  let dirty = true;
+  const inFlight = new Map<string, 'stop' | 'undeploy'>();
+  setHandler(fleetChangedSignal, () => {
+    dirty = true;
+  });
+  setHandler(fleetLimitsSignal, (next) => {
+    limits = next;
+    dirty = true;
+  });
+  const recount = `${input.recountSeconds ?? 60} seconds`;
+  for (;;) {
+    await condition(() => dirty, recount);
+    await sleep(DEBOUNCE);
+    dirty = false;
+    const snapshot = await fleetSnapshot();
+    // An eviction asked for is not yet visible on the cluster: count it as done, so that the same
+    // excess is not answered twice (once seen, or once the build is gone, forget it).
+    for (const [name, kind] of inFlight) {
+      const build = snapshot.find((b) => b.name === name);
+      const seen = kind === 'stop' ? ['stopped', 'stopping'] : ['undeploying'];
+      if (!build || seen.includes(build.status)) inFlight.delete(name);
+    }
+    const counted = snapshot.map((build) => {
+      const kind = inFlight.get(build.name);
+      if (kind === 'undeploy') return { ...build, status: 'undeploying' as const };
+      if (kind === 'stop') return { ...build, status: 'stopping' as const };
+      return build;
+    });
+    const plan = planEvictions(counted, limits);
+    for (const name of plan.stop) inFlight.set(name, 'stop');
+    for (const name of plan.undeploy) inFlight.set(name, 'undeploy');
+    for (const name of plan.stop) {
+      await getExternalWorkflowHandle(name)
+        .signal(evictSignal, 'stop')
+        .catch((error: unknown) =>
+          log.warn('stop not sent', { build: name, error: String(error) }),
+        );
+    }
+    for (const name of plan.undeploy) {
+      await getExternalWorkflowHandle(name)
+        .signal(evictSignal, 'undeploy')
+        .catch((error: unknown) =>
+          log.warn('undeploy not sent', { build: name, error: String(error) }),
+        );
+    }
+    if (plan.stop.length + plan.undeploy.length > 0) {
+      log.info('evicting', { stop: plan.stop, undeploy: plan.undeploy, limits });
+      // Look again soon: the evictions change the counts, and other builds may have come.
+      dirty = true;
+    }
+    if (workflowInfo().continueAsNewSuggested) {
+      return continueAsNew<typeof fleetWorkflow>({ ...input, limits });
+    }
+  }
+}
