@@ -18,6 +18,7 @@ import {
   type KwokCluster,
   type KwokClusterOptions,
 } from './kwok-cluster.js';
+import { runCommand } from './run-command.js';
 import { startTemporalServer, stopProcess } from './temporal-server.js';
 import { ensureTools, isAlive, type Toolset } from './tools.js';
 
@@ -102,6 +103,41 @@ export async function restartTemporal(
   const updated: SandboxInfo = { ...info, temporal: { ...info.temporal, pid: server.pid } };
   await writeFile(join(info.runDir, 'sandbox.json'), JSON.stringify(updated, null, 2));
   return updated;
+}
+
+/**
+ * Stops the sandbox's whole control plane (etcd, kube-apiserver, controllers, kwok) and starts it
+ * again on the same ports and data, `downMs` later; resolves once the API server answers. For
+ * drills: clients must ride it out.
+ */
+export async function restartKube(info: SandboxInfo, downMs = 0): Promise<void> {
+  const env = { ...process.env, KWOK_WORKDIR: info.kube.workDir };
+  await runCommand(info.kwokctl, ['stop', 'cluster', '--name', info.kube.name], { env });
+  await new Promise((r) => setTimeout(r, downMs));
+  await runCommand(info.kwokctl, ['start', 'cluster', '--name', info.kube.name], {
+    env,
+    timeoutMs: 180_000,
+  });
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    try {
+      await runCommand(info.kubectl, [
+        '--kubeconfig',
+        info.kube.kubeconfig,
+        '--context',
+        info.kube.context,
+        'wait',
+        '--for=condition=Ready',
+        '--timeout=5s',
+        'nodes',
+        '--all',
+      ]);
+      return;
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
 }
 
 /** Reads the state file of a run directory, if it has one. */

@@ -37,10 +37,13 @@ import {
 import { buildName, buildSlug } from '../domain/names.js';
 import { buildSearchAttributeKeys as keys } from '../domain/search-attributes.js';
 
-/** Short Kubernetes calls: retried until the API server answers (4xx are non-retryable). */
+/**
+ * Short Kubernetes calls: retried until the API server answers (4xx are non-retryable), at most
+ * 10 s apart so that a build goes on soon after an outage.
+ */
 const short = proxyActivities<BuildActivities>({
   startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' },
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s' },
 });
 
 /** Waits on Kubernetes (readiness, deletion): heartbeats, cancellable. */

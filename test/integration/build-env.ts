@@ -7,10 +7,15 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { V1Deployment } from '@kubernetes/client-node';
+import { Watch, type V1Deployment, type V1Job } from '@kubernetes/client-node';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { inject } from 'vitest';
-import { deriveStatus, type BuildStatus, type CommitInfo } from '../../domain/build.js';
+import {
+  deriveStatus,
+  JOB_KIND_LABEL,
+  type BuildStatus,
+  type CommitInfo,
+} from '../../domain/build.js';
 import { createKubeClients, isKubeStatus, type KubeClients } from '../../lib/kube.js';
 import { ensureBuild, type TemporalOptions } from '../../lib/temporal.js';
 import { spawnWorker, type WorkerProcess } from '../../dev/worker-process.js';
@@ -150,5 +155,35 @@ export async function createBuildEnv(options: BuildEnvOptions): Promise<BuildEnv
       await client.connection.close();
       await kube.core.deleteNamespace({ name: namespace }).catch(() => undefined);
     },
+  };
+}
+
+/** Watches init Jobs and records the most that were unfinished at once. */
+export async function observeInitJobs(env: Pick<BuildEnv, 'kube' | 'namespace'>) {
+  const unfinished = new Set<string>();
+  const created = new Map<string, number>();
+  let peak = 0;
+  const done = (job: V1Job) =>
+    (job.status?.conditions ?? []).some(
+      (c) => (c.type === 'Complete' || c.type === 'Failed') && c.status === 'True',
+    );
+  const controller = await new Watch(env.kube.config).watch(
+    `/apis/batch/v1/namespaces/${env.namespace}/jobs`,
+    { labelSelector: `${JOB_KIND_LABEL}=initialize` },
+    (phase, job: V1Job) => {
+      const name = job.metadata?.name ?? '';
+      if (phase === 'ADDED') created.set(name, (created.get(name) ?? 0) + 1);
+      if (phase === 'DELETED' || done(job)) unfinished.delete(name);
+      else unfinished.add(name);
+      peak = Math.max(peak, unfinished.size);
+    },
+    () => undefined,
+  );
+  return {
+    get peak() {
+      return peak;
+    },
+    created,
+    stop: () => controller.abort(),
   };
 }

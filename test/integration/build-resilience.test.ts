@@ -3,13 +3,12 @@
  * worker killed mid-init, a Deployment deleted by hand, hostile branch names, long histories.
  */
 import { spawnSync } from 'node:child_process';
-import { Watch, type V1Job } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { BUILD_LABEL, JOB_KIND_LABEL, annotations, type CommitInfo } from '../../domain/build.js';
 import { startUpdate, stateQuery, stopUpdate, undeployUpdate } from '../../domain/messages.js';
 import { buildName } from '../../domain/names.js';
 import { RUN_FOR_ANNOTATION } from '../../dev/kwok-stages.js';
-import { createBuildEnv, type BuildEnv, type WorkerProcess } from './build-env.js';
+import { createBuildEnv, observeInitJobs, type BuildEnv, type WorkerProcess } from './build-env.js';
 import { eventually } from './helpers.js';
 
 const INIT_SLOTS = 3;
@@ -39,36 +38,6 @@ afterAll(async () => {
   await env?.close();
 });
 
-/** Watches init Jobs and records the most that were unfinished at once. */
-async function observeInitJobs() {
-  const unfinished = new Set<string>();
-  const created = new Map<string, number>();
-  let peak = 0;
-  const done = (job: V1Job) =>
-    (job.status?.conditions ?? []).some(
-      (c) => (c.type === 'Complete' || c.type === 'Failed') && c.status === 'True',
-    );
-  const controller = await new Watch(env.kube.config).watch(
-    `/apis/batch/v1/namespaces/${env.namespace}/jobs`,
-    { labelSelector: `${JOB_KIND_LABEL}=initialize` },
-    (phase, job: V1Job) => {
-      const name = job.metadata?.name ?? '';
-      if (phase === 'ADDED') created.set(name, (created.get(name) ?? 0) + 1);
-      if (phase === 'DELETED' || done(job)) unfinished.delete(name);
-      else unfinished.add(name);
-      peak = Math.max(peak, unfinished.size);
-    },
-    () => undefined,
-  );
-  return {
-    get peak() {
-      return peak;
-    },
-    created,
-    stop: () => controller.abort(),
-  };
-}
-
 async function initJobsOf(name: string): Promise<string[]> {
   const jobs = await env.kube.batch.listNamespacedJob({
     namespace: env.namespace,
@@ -79,7 +48,7 @@ async function initJobsOf(name: string): Promise<string[]> {
 
 describe('builds under pressure', () => {
   it(`never run more than ${INIT_SLOTS} init Jobs at once, and all 12 end stopped`, async () => {
-    const observer = await observeInitJobs();
+    const observer = await observeInitJobs(env);
     try {
       const commits = Array.from({ length: 12 }, (_, i) => env.commit('acme/slow', `b${i}`));
       await Promise.all(commits.map((commit) => env.build(commit)));
@@ -92,7 +61,7 @@ describe('builds under pressure', () => {
   });
 
   it('survives a worker killed with SIGKILL mid-init: no duplicate Job, every build ends', async () => {
-    const observer = await observeInitJobs();
+    const observer = await observeInitJobs(env);
     try {
       const commits = Array.from({ length: 5 }, (_, i) => env.commit('acme/slow', `kill-${i}`));
       await Promise.all(commits.map((commit) => env.build(commit)));
