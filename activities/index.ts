@@ -289,6 +289,31 @@ export function createActivities(deps: ActivityDeps) {
       return builds;
     },
 
+    /**
+     * The other builds of the same repo and branch (or PR) created before this one whose init
+     * has not started: what a newer commit supersedes.
+     */
+    async queuedSiblings(build: BuildRef): Promise<string[]> {
+      const list = await kube.apps.listNamespacedDeployment({
+        namespace,
+        labelSelector: BUILD_LABEL,
+      });
+      const self = list.items.find((d) => d.metadata?.name === build.name);
+      const created = buildView(self ?? {}, deps.buildDomain).created ?? '';
+      return list.items
+        .map((deployment) => buildView(deployment, deps.buildDomain))
+        .filter(
+          (view) =>
+            view.name !== build.name &&
+            view.status === 'todo' &&
+            view.commit_info.repo === build.commit.repo &&
+            view.commit_info.target_branch === build.commit.targetBranch &&
+            view.commit_info.pr === build.commit.pr &&
+            (view.created ?? '') < created,
+        )
+        .map((view) => view.name);
+    },
+
     /** Applies the optional `start` or `stop` mode of the kubefiles; false when there is none. */
     async applyHook(
       build: BuildRef,

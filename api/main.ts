@@ -28,6 +28,7 @@ async function main(): Promise<void> {
     namespace: settings.RUNBOAT_TEMPORAL_NAMESPACE,
     buildsTaskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
     initTaskQueue: settings.RUNBOAT_INIT_TASK_QUEUE,
+    cancelSuperseded: settings.RUNBOAT_CANCEL_SUPERSEDED,
   };
   const client = await connectClient(temporal);
   const kube = createKubeClients({

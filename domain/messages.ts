@@ -39,6 +39,8 @@ export interface BuildWorkflowInput {
   initTaskQueue?: string;
   /** The fleet workflow to tell when the build is deployed or started (none: no limits). */
   fleetWorkflowId?: string;
+  /** Once deployed, undeploy older builds of the same branch or PR still queued for init. */
+  cancelSuperseded?: boolean;
   /** Continue-as-new once history has this many events (default: when Temporal suggests it). */
   maxHistoryEvents?: number;
 }
@@ -90,8 +92,11 @@ export interface FleetWorkflowInput {
 export const fleetChangedSignal = defineSignal('fleetChanged');
 /** New limits for the fleet. */
 export const fleetLimitsSignal = defineSignal<[FleetLimits]>('fleetLimits');
-/** The fleet asks a build to make room: `stop` it, or `undeploy` it. */
-export const evictSignal = defineSignal<['stop' | 'undeploy']>('evict');
+/**
+ * Asks a build to make room: `stop` it or `undeploy` it (the fleet), or `supersede` it (a newer
+ * commit of its branch or PR came: it goes if its init has not started yet).
+ */
+export const evictSignal = defineSignal<['stop' | 'undeploy' | 'supersede']>('evict');
 
 /** Id of the fleet workflow of a builds task queue (one fleet per deployment of runboat). */
 export function fleetWorkflowId(buildsTaskQueue: string): string {

@@ -18,6 +18,8 @@ export interface TemporalOptions {
   namespace: string;
   buildsTaskQueue: string;
   initTaskQueue: string;
+  /** Newer commits cancel builds of the same branch or PR still queued for init. */
+  cancelSuperseded?: boolean;
 }
 
 /** Connects a Temporal client. */
@@ -50,6 +52,7 @@ export async function ensureBuild(
     trigger: build.trigger,
     initTaskQueue: options.initTaskQueue,
     fleetWorkflowId: fleetWorkflowId(options.buildsTaskQueue),
+    cancelSuperseded: options.cancelSuperseded ?? false,
     ...(build.maxHistoryEvents === undefined ? {} : { maxHistoryEvents: build.maxHistoryEvents }),
   };
   return client.workflow.start('buildWorkflow', {

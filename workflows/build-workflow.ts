@@ -163,6 +163,10 @@ class Build {
         log.info('evicted', { build: this.state.name });
         this.actions.push({ kind: 'undeploy', done: false });
       }
+      if (kind === 'supersede' && this.state.status === 'todo') {
+        log.info('superseded while queued for init', { build: this.state.name });
+        this.actions.push({ kind: 'undeploy', done: false });
+      }
     });
     setHandler(driftSignal, (event) => {
       log.info('drift', { build: this.state.name, event });
@@ -285,7 +289,19 @@ class Build {
     await short.deploy(this.ref, config);
     this.setStatus('todo');
     await this.notifyFleet();
+    if (this.input.cancelSuperseded) await this.supersedeQueued();
     await this.report('pending', 'queued for initialization', 'build');
+  }
+
+  /** Asks the older builds of this branch or PR that still wait for init to go. */
+  private async supersedeQueued(): Promise<void> {
+    for (const name of await short.queuedSiblings(this.ref)) {
+      await getExternalWorkflowHandle(name)
+        .signal(evictSignal, 'supersede')
+        .catch((error: unknown) =>
+          log.warn('not superseded', { build: name, error: String(error) }),
+        );
+    }
   }
 
   /** Tells the fleet to recount; a missing fleet means no limits, not a failure. */
