@@ -59,6 +59,8 @@ export interface ActivityDeps {
   logger: Logger;
   /** Tells the build workflow that its init Job is about to be created. */
   notifyInitStarted: (workflowId: string) => Promise<void>;
+  /** Starts (or finds) the build of a commit; returns its name. */
+  ensureBuild: (commit: CommitInfo) => Promise<string>;
 }
 
 /** Failure types the workflow matches on (never by class across the sandbox). */
@@ -287,6 +289,34 @@ export function createActivities(deps: ActivityDeps) {
       }
       for (const build of newest.values()) build.sticky = true;
       return builds;
+    },
+
+    /**
+     * Makes sure the head commit of every sticky branch of every configured repo has a build
+     * (repos named literally in the repos file; their branches listed on GitHub). Returns the
+     * builds it asked for; none without a GitHub client.
+     */
+    async ensureStickyHeads(): Promise<string[]> {
+      if (!deps.github) return [];
+      const repos = deps.repos();
+      const names: string[] = [];
+      for (const entry of repos) {
+        if (!entry.sticky || !/^[\w-]+\/[\w.-]+$/.test(entry.repo)) continue;
+        const repo = entry.repo.toLowerCase();
+        for (const branch of await deps.github.listBranches(repo)) {
+          // Only branches this entry governs: an earlier entry may claim the branch.
+          if (findRepoConfig(repos, repo, branch.name) !== entry) continue;
+          names.push(
+            await deps.ensureBuild({
+              repo,
+              targetBranch: branch.name,
+              pr: null,
+              gitCommit: branch.sha,
+            }),
+          );
+        }
+      }
+      return names;
     },
 
     /**

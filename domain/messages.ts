@@ -86,6 +86,8 @@ export interface FleetWorkflowInput {
   limits: FleetLimits;
   /** Seconds between two recounts when nothing signals (default 60). */
   recountSeconds?: number;
+  /** Seconds between two checks that every sticky branch head has a build (default 300). */
+  stickySeconds?: number;
 }
 
 /** A build was deployed or started: the fleet recounts (debounced). */

@@ -22,6 +22,8 @@ export interface GitHubClient {
   postCommitStatus(status: CommitStatus): Promise<void>;
   /** The head commit SHA of a branch, or undefined when the branch does not exist. */
   branchHead(repo: string, branch: string): Promise<string | undefined>;
+  /** Every branch of a repo with its head commit. */
+  listBranches(repo: string): Promise<{ name: string; sha: string }[]>;
 }
 
 /** A GitHub answer that was not a success. */
@@ -81,6 +83,19 @@ export function createGitHubClient(options: GitHubClientOptions): GitHubClient {
         },
       );
       if (!response.ok) throw new GitHubApiError(response.status, url, await response.text());
+    },
+    async listBranches(repo) {
+      const branches: { name: string; sha: string }[] = [];
+      for (let page = 1; ; page++) {
+        const { response, url } = await request(
+          'GET',
+          `/repos/${repoPath(repo)}/branches?per_page=100&page=${page}`,
+        );
+        if (!response.ok) throw new GitHubApiError(response.status, url, await response.text());
+        const data = (await response.json()) as { name: string; commit: { sha: string } }[];
+        branches.push(...data.map((branch) => ({ name: branch.name, sha: branch.commit.sha })));
+        if (data.length < 100) return branches;
+      }
     },
     async branchHead(repo, branch) {
       const { response, url } = await request(

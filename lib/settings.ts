@@ -91,6 +91,8 @@ const envSchema = z.object({
   RUNBOAT_CANCEL_SUPERSEDED: bool.default(false),
   /** Seconds between two adoption rounds (builds found in Kubernetes without a workflow). */
   RUNBOAT_ADOPT_INTERVAL_SECONDS: z.coerce.number().positive().default(30),
+  /** Seconds between two checks that every sticky branch head has a build. */
+  RUNBOAT_STICKY_INTERVAL_SECONDS: z.coerce.number().positive().default(300),
   RUNBOAT_API_HOST: z.string().default('127.0.0.1'),
   RUNBOAT_API_PORT: z.coerce.number().int().min(0).max(65535).default(8000),
   /** Secret of the GitHub webhook; required unless RUNBOAT_WEBHOOK_INSECURE is set. */

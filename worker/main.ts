@@ -20,7 +20,7 @@ import { createGitHubClient } from '../lib/github.js';
 import { createKubeClients } from '../lib/kube.js';
 import { createLogger } from '../lib/logger.js';
 import { loadReposFile, loadSettings, SettingsError } from '../lib/settings.js';
-import { connectClient } from '../lib/temporal.js';
+import { connectClient, ensureBuild } from '../lib/temporal.js';
 import { startAdopter } from '../watcher/adopter.js';
 import { startDeploymentWatcher } from '../watcher/deployment-watcher.js';
 
@@ -56,6 +56,12 @@ async function main(): Promise<void> {
     context: settings.RUNBOAT_KUBE_CONTEXT,
   });
   const reposFile = settings.RUNBOAT_REPOS_FILE;
+  const buildTemporal = {
+    ...temporal,
+    buildsTaskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
+    initTaskQueue: settings.RUNBOAT_INIT_TASK_QUEUE,
+    cancelSuperseded: settings.RUNBOAT_CANCEL_SUPERSEDED,
+  };
   const github =
     settings.RUNBOAT_GITHUB_TOKEN || process.env.RUNBOAT_GITHUB_API_URL
       ? createGitHubClient({
@@ -74,6 +80,9 @@ async function main(): Promise<void> {
     secrets: process.env,
     github,
     logger,
+    ensureBuild: async (commit) =>
+      (await ensureBuild(client, buildTemporal, { commit, trigger: { kind: 'sticky' } }))
+        .workflowId,
     notifyInitStarted: (workflowId) =>
       client.workflow.getHandle(workflowId).signal(initStartedSignal),
   });
@@ -120,7 +129,7 @@ async function main(): Promise<void> {
     await client.workflow.signalWithStart('fleetWorkflow', {
       workflowId: fleetWorkflowId(settings.RUNBOAT_BUILDS_TASK_QUEUE),
       taskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
-      args: [{ limits }],
+      args: [{ limits, stickySeconds: settings.RUNBOAT_STICKY_INTERVAL_SECONDS }],
       signal: fleetLimitsSignal,
       signalArgs: [limits],
     });
@@ -131,11 +140,7 @@ async function main(): Promise<void> {
         kube,
         namespace: settings.RUNBOAT_BUILD_NAMESPACE,
         client,
-        temporal: {
-          ...temporal,
-          buildsTaskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
-          initTaskQueue: settings.RUNBOAT_INIT_TASK_QUEUE,
-        },
+        temporal: buildTemporal,
         logger,
         intervalMs: settings.RUNBOAT_ADOPT_INTERVAL_SECONDS * 1000,
       })

@@ -2,6 +2,7 @@
  * The fleet: a singleton that keeps the cluster within `maxStarted` and `maxDeployed`. It counts
  * from the cluster (an activity), never from its own memory, after a debounce once builds signal
  * a change, and at least every `recountSeconds`; it asks builds to stop or undeploy by signal.
+ * Every `stickySeconds` it makes sure each sticky branch head has a build.
  */
 import {
   condition,
@@ -23,7 +24,7 @@ import {
   type FleetWorkflowInput,
 } from '../domain/messages.js';
 
-const { fleetSnapshot } = proxyActivities<BuildActivities>({
+const { fleetSnapshot, ensureStickyHeads } = proxyActivities<BuildActivities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1s', maximumInterval: '30s' },
 });
@@ -43,9 +44,17 @@ export async function fleetWorkflow(input: FleetWorkflowInput): Promise<void> {
     limits = next;
     dirty = true;
   });
-  const recount = `${input.recountSeconds ?? 60} seconds`;
+  const stickyEveryMs = (input.stickySeconds ?? 300) * 1000;
+  let stickyCheckedAt = -Infinity;
   for (;;) {
-    await condition(() => dirty, recount);
+    if (Date.now() - stickyCheckedAt >= stickyEveryMs) {
+      // Workflow time: deterministic. A GitHub outage only delays the next check.
+      stickyCheckedAt = Date.now();
+      await ensureStickyHeads().catch((error: unknown) =>
+        log.warn('sticky heads not checked', { error: String(error) }),
+      );
+    }
+    await condition(() => dirty, Math.min(stickyEveryMs, (input.recountSeconds ?? 60) * 1000));
     await sleep(DEBOUNCE);
     dirty = false;
     const snapshot = await fleetSnapshot();

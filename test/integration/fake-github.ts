@@ -56,6 +56,19 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
         response.writeHead(201, { 'content-type': 'application/json' }).end('{}');
         return;
       }
+      // /repos/{owner}/{repo}/branches (one page holds them all here)
+      if (
+        request.method === 'GET' &&
+        parts[1] === 'repos' &&
+        parts[4] === 'branches' &&
+        parts.length === 5
+      ) {
+        const branches = [...(heads.get(`${parts[2]}/${parts[3]}`) ?? new Map<string, string>())];
+        response
+          .writeHead(200, { 'content-type': 'application/json' })
+          .end(JSON.stringify(branches.map(([name, sha]) => ({ name, commit: { sha } }))));
+        return;
+      }
       // /repos/{owner}/{repo}/branches/{branch}
       if (request.method === 'GET' && parts[1] === 'repos' && parts[4] === 'branches') {
         const sha = heads.get(`${parts[2]}/${parts[3]}`)?.get(parts.slice(5).join('/'));
