@@ -53,45 +53,49 @@ describe('disruptions', () => {
     }
   });
 
-  it('recovers when the Kubernetes control plane restarts: a build asked for meanwhile shows up', async () => {
-    const secret = 'disruption-secret';
-    const api: WorkerProcess & { url: string } = await spawnApi(
-      { ...env.workerEnv, RUNBOAT_API_PORT: '0', RUNBOAT_WEBHOOK_SECRET: secret },
-      join(await mkdtemp(join(tmpdir(), 'runboat-disruption-')), 'api.log'),
-    );
-    try {
-      const sandbox = inject('sandbox');
-      // The webhook arrives while the API server is down: Temporal takes it, Kubernetes waits.
-      const after = '1'.repeat(40);
-      const during = restartKube(sandbox, 4000);
-      await new Promise((r) => setTimeout(r, 1500));
-      const answer = await deliver(
-        `${api.url}/webhooks/github`,
-        'push',
-        pushPayload({ repo: 'Acme/Shop', branch: 'during-restart', after }),
-        secret,
+  it(
+    'recovers when the Kubernetes control plane restarts: a build asked for meanwhile shows up',
+    { timeout: 240_000 },
+    async () => {
+      const secret = 'disruption-secret';
+      const api: WorkerProcess & { url: string } = await spawnApi(
+        { ...env.workerEnv, RUNBOAT_API_PORT: '0', RUNBOAT_WEBHOOK_SECRET: secret },
+        join(await mkdtemp(join(tmpdir(), 'runboat-disruption-')), 'api.log'),
       );
-      expect(answer.status).toBe(202);
-      await during;
-      const name = buildName({
-        repo: 'acme/shop',
-        targetBranch: 'during-restart',
-        pr: null,
-        gitCommit: after,
-      });
-      await env.waitForStatus(name, 'stopped', 120_000);
-      // The API's informer recovered: the build is listed, with its status.
-      await eventually(
-        async () => {
-          const response = await fetch(`${api.url}/api/v1/builds/${name}`);
-          expect(response.status).toBe(200);
-          expect(((await response.json()) as { status: string }).status).toBe('stopped');
-        },
-        60_000,
-        500,
-      );
-    } finally {
-      await api.stop();
-    }
-  });
+      try {
+        const sandbox = inject('sandbox');
+        // The webhook arrives while the API server is down: Temporal takes it, Kubernetes waits.
+        const after = '1'.repeat(40);
+        const during = restartKube(sandbox, 4000);
+        await new Promise((r) => setTimeout(r, 1500));
+        const answer = await deliver(
+          `${api.url}/webhooks/github`,
+          'push',
+          pushPayload({ repo: 'Acme/Shop', branch: 'during-restart', after }),
+          secret,
+        );
+        expect(answer.status).toBe(202);
+        await during;
+        const name = buildName({
+          repo: 'acme/shop',
+          targetBranch: 'during-restart',
+          pr: null,
+          gitCommit: after,
+        });
+        await env.waitForStatus(name, 'stopped', 120_000);
+        // The API's informer recovered: the build is listed, with its status.
+        await eventually(
+          async () => {
+            const response = await fetch(`${api.url}/api/v1/builds/${name}`);
+            expect(response.status).toBe(200);
+            expect(((await response.json()) as { status: string }).status).toBe('stopped');
+          },
+          60_000,
+          500,
+        );
+      } finally {
+        await api.stop();
+      }
+    },
+  );
 });

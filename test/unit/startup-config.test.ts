@@ -14,7 +14,8 @@ function start(entry: string, env: Record<string, string>) {
   });
 }
 
-describe('a process with a wrong configuration', () => {
+// Each test starts real processes (tsx compiles on the fly): seconds on a loaded machine.
+describe('a process with a wrong configuration', { timeout: 60_000 }, () => {
   it('stops at start with one message naming the field', () => {
     const api = start('api/main.ts', { RUNBOAT_API_PORT: 'eighty', RUNBOAT_WEBHOOK_SECRET: 's' });
     expect(api.status).toBe(2);

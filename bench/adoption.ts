@@ -1,0 +1,155 @@
+/**
+ * Benchmark of adoption on the real sandbox: N build Deployments (default 500, written as the
+ * Python runboat writes them) are adopted by a worker; then the Temporal server is restarted with
+ * its database deleted, and the time until every build has a running workflow again is measured
+ * (by visibility, polled every 250 ms). Writes bench/reports/adoption.{json,md}.
+ *
+ *   npx tsx bench/adoption.ts [--builds 500]
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { annotations, BUILD_LABEL } from '../domain/build.js';
+import { restartTemporal, startSandbox } from '../dev/sandbox.js';
+import { spawnWorker } from '../dev/worker-process.js';
+import { createKubeClients } from '../lib/kube.js';
+import { connectClient } from '../lib/temporal.js';
+
+const { values: args } = parseArgs({ options: { builds: { type: 'string', default: '500' } } });
+const count = Number(args.builds);
+
+async function main(): Promise<void> {
+  const sandbox = await startSandbox({ log: (line) => console.log(`[sandbox] ${line}`) });
+  const work = await mkdtemp(join(tmpdir(), 'runboat-bench-'));
+  let stopWorker: (() => Promise<string>) | undefined;
+  try {
+    const kube = createKubeClients({
+      kubeconfig: sandbox.kube.kubeconfig,
+      context: sandbox.kube.context,
+    });
+    const namespace = 'bench-adoption';
+    await kube.core.createNamespace({ body: { metadata: { name: namespace } } });
+    console.log(`[bench] writing ${count} build Deployments`);
+    const names = Array.from({ length: count }, () => `b${randomBytes(16).toString('hex')}`);
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (next < names.length) {
+          const name = names[next++] as string;
+          await kube.apps.createNamespacedDeployment({
+            namespace,
+            body: {
+              metadata: {
+                name,
+                labels: { [BUILD_LABEL]: name },
+                annotations: {
+                  [annotations.repo]: 'acme/legacy',
+                  [annotations.targetBranch]: `branch-${next % 40}`,
+                  [annotations.pr]: '',
+                  [annotations.gitCommit]: randomBytes(20).toString('hex'),
+                  [annotations.initStatus]: 'succeeded',
+                },
+                finalizers: ['runboat/cleanup'],
+              },
+              spec: {
+                replicas: 0,
+                selector: { matchLabels: { [BUILD_LABEL]: name } },
+                template: {
+                  metadata: { labels: { [BUILD_LABEL]: name } },
+                  spec: { containers: [{ name: 'odoo', image: 'odoo:15.0' }] },
+                },
+              },
+            },
+          });
+        }
+      }),
+    );
+    const reposFile = join(work, 'repos.yaml');
+    await writeFile(
+      reposFile,
+      JSON.stringify([{ repo: '.*', branch: '.*', builds: [{ image: 'x:1' }] }]),
+    );
+    const temporal = {
+      address: sandbox.temporal.address,
+      namespace: sandbox.temporal.namespace,
+      buildsTaskQueue: 'bench-builds',
+      initTaskQueue: 'bench-init',
+    };
+    const worker = await spawnWorker(
+      {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        RUNBOAT_TEMPORAL_ADDRESS: temporal.address,
+        RUNBOAT_BUILDS_TASK_QUEUE: temporal.buildsTaskQueue,
+        RUNBOAT_INIT_TASK_QUEUE: temporal.initTaskQueue,
+        RUNBOAT_BUILD_NAMESPACE: namespace,
+        RUNBOAT_KUBECONFIG: sandbox.kube.kubeconfig,
+        RUNBOAT_KUBE_CONTEXT: sandbox.kube.context,
+        RUNBOAT_REPOS_FILE: reposFile,
+        RUNBOAT_ADOPT_INTERVAL_SECONDS: '1',
+        RUNBOAT_MAX_DEPLOYED: String(count * 2),
+        RUNBOAT_LOG_LEVEL: 'info',
+      },
+      join(work, 'worker.log'),
+    );
+    stopWorker = () => worker.stop();
+    let client = await connectClient(temporal);
+    const running = async () =>
+      (
+        await client.workflowService.countWorkflowExecutions({
+          namespace: temporal.namespace,
+          query: `WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running'`,
+        })
+      ).count?.toNumber() ?? 0;
+    const waitForAll = async () => {
+      const started = performance.now();
+      for (;;) {
+        const n = await running().catch(() => 0);
+        if (n >= count) return (performance.now() - started) / 1000;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    };
+    const firstAdoption = await waitForAll();
+    console.log(`[bench] first adoption of ${count} builds: ${firstAdoption.toFixed(1)} s`);
+
+    const wipedAt = performance.now();
+    await restartTemporal(sandbox, { wipe: true });
+    await client.connection.close();
+    client = await connectClient(temporal);
+    await waitForAll();
+    const afterWipe = (performance.now() - wipedAt) / 1000;
+    const lines = [
+      '# Adoption',
+      '',
+      `${new Date().toISOString()}, ${process.platform} ${process.arch}, node ${process.version}; sandbox (kwok cluster, Temporal dev server with SQLite), one worker, adoption rounds every 1 s.`,
+      '',
+      `- ${count} build Deployments written as the Python runboat writes them, adopted by a starting worker: ${firstAdoption.toFixed(1)} s`,
+      `- the same ${count} adopted back after the Temporal server restarted with its database deleted: ${afterWipe.toFixed(1)} s from the wipe (server restart included)`,
+      '',
+    ];
+    console.log(lines.join('\n'));
+    const reports = join(dirname(fileURLToPath(import.meta.url)), 'reports');
+    await mkdir(reports, { recursive: true });
+    await writeFile(
+      join(reports, 'adoption.json'),
+      JSON.stringify(
+        { builds: count, firstAdoptionSeconds: firstAdoption, afterWipeSeconds: afterWipe },
+        null,
+        2,
+      ) + '\n',
+    );
+    await writeFile(join(reports, 'adoption.md'), lines.join('\n'));
+    await client.connection.close();
+  } finally {
+    await stopWorker?.();
+    await sandbox.stop();
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});
