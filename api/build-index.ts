@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import { makeInformer, type V1Deployment } from '@kubernetes/client-node';
 import { BUILD_LABEL, type BuildStatus } from '../domain/build.js';
 import { buildView, type BuildView } from '../domain/build-view.js';
-import type { KubeClients } from '../lib/kube.js';
+import { superviseInformer, type KubeClients } from '../lib/kube.js';
 import type { Logger } from '../lib/logger.js';
 
 /** Filters of `GET /builds`. */
@@ -30,8 +30,7 @@ export interface BuildIndexEvents {
 export class BuildIndex extends EventEmitter<BuildIndexEvents> {
   private readonly builds = new Map<string, BuildView>();
   private synced = false;
-  private stopped = false;
-  private backoffMs = 500;
+  private supervised: { stop(): Promise<void> } | undefined;
   private readonly informer;
 
   constructor(
@@ -61,28 +60,18 @@ export class BuildIndex extends EventEmitter<BuildIndexEvents> {
       this.builds.delete(name);
       this.emit('del', view);
     });
-    this.informer.on('connect', () => {
-      this.backoffMs = 500;
-    });
-    this.informer.on('error', (error) => {
-      if (this.stopped) return;
-      this.logger.warn({ err: error, retryInMs: this.backoffMs }, 'build index watch failed');
-      setTimeout(() => {
-        if (!this.stopped) void this.informer.start().catch(() => undefined);
-      }, this.backoffMs);
-      this.backoffMs = Math.min(this.backoffMs * 2, 30_000);
-    });
   }
 
   /** Lists and starts watching; resolves once the cache holds every build. */
   async start(): Promise<void> {
-    await this.informer.start();
+    this.supervised = await superviseInformer(this.informer, (error, retryInMs) =>
+      this.logger.warn({ err: error, retryInMs }, 'build index watch failed; restarting'),
+    );
     this.synced = true;
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    await this.informer.stop();
+    await this.supervised?.stop();
   }
 
   /** Whether the cache has been filled at least once. */

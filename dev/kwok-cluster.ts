@@ -78,6 +78,12 @@ async function configuration(options: KwokClusterOptions): Promise<string> {
       disableQPSLimits: true,
       ...(await clusterPorts()),
     },
+    // One instance each: leader election would only make a restarted controller-manager and
+    // scheduler wait out their predecessor's lease (15 s) before doing anything.
+    componentsPatches: ['kube-controller-manager', 'kube-scheduler'].map((name) => ({
+      name,
+      extraArgs: [{ key: 'leader-elect', value: 'false' }],
+    })),
   };
   return [JSON.stringify(kwokctl), ...sandboxStages({ jobRunMs: options.jobRunMs })].join(
     '\n---\n',

@@ -9,7 +9,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, openSync, closeSync } from 'node:fs';
-import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -106,19 +106,35 @@ export async function restartTemporal(
 }
 
 /**
- * Stops the sandbox's whole control plane (etcd, kube-apiserver, controllers, kwok) and starts it
- * again on the same ports and data, `downMs` later; resolves once the API server answers. For
- * drills: clients must ride it out.
+ * Kills the sandbox's kube-apiserver and starts it again `downMs` later with the same command
+ * line, environment and ports (its pid file updated, so teardown still finds it); resolves once it
+ * answers. Everything else of the control plane keeps running, as in a real API server restart.
  */
-export async function restartKube(info: SandboxInfo, downMs = 0): Promise<void> {
-  const env = { ...process.env, KWOK_WORKDIR: info.kube.workDir };
-  await runCommand(info.kwokctl, ['stop', 'cluster', '--name', info.kube.name], { env });
+export async function restartApiServer(info: SandboxInfo, downMs = 0): Promise<void> {
+  const clusterDir = join(info.kube.workDir, 'clusters', info.kube.name);
+  const pidFile = join(clusterDir, 'pids', 'kube-apiserver.pid');
+  const pid = Number((await readFile(pidFile, 'utf8')).trim());
+  const [argv, environ, cwd] = await Promise.all([
+    readFile(`/proc/${pid}/cmdline`, 'utf8'),
+    readFile(`/proc/${pid}/environ`, 'utf8'),
+    readlink(`/proc/${pid}/cwd`),
+  ]);
+  const [file, ...args] = argv.split('\0').filter(Boolean);
+  if (!file) throw new Error(`kube-apiserver ${pid}: no command line`);
+  const env = Object.fromEntries(
+    environ
+      .split('\0')
+      .filter(Boolean)
+      .map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)]),
+  );
+  await stopProcess(pid);
   await new Promise((r) => setTimeout(r, downMs));
-  await runCommand(info.kwokctl, ['start', 'cluster', '--name', info.kube.name], {
-    env,
-    timeoutMs: 180_000,
-  });
-  const deadline = Date.now() + 120_000;
+  const log = openSync(join(clusterDir, 'logs', 'kube-apiserver.log'), 'a');
+  const child = spawn(file, args, { cwd, env, detached: true, stdio: ['ignore', log, log] });
+  closeSync(log);
+  child.unref();
+  await writeFile(pidFile, String(child.pid));
+  const deadline = Date.now() + 60_000;
   for (;;) {
     try {
       await runCommand(info.kubectl, [
@@ -126,16 +142,14 @@ export async function restartKube(info: SandboxInfo, downMs = 0): Promise<void> 
         info.kube.kubeconfig,
         '--context',
         info.kube.context,
-        'wait',
-        '--for=condition=Ready',
-        '--timeout=5s',
-        'nodes',
-        '--all',
+        'get',
+        '--raw',
+        '/readyz',
       ]);
       return;
     } catch (error) {
       if (Date.now() > deadline) throw error;
-      await new Promise((r) => setTimeout(r, 500));
+      await new Promise((r) => setTimeout(r, 250));
     }
   }
 }

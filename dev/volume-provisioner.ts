@@ -10,7 +10,7 @@ import {
   type V1PersistentVolumeClaim,
 } from '@kubernetes/client-node';
 import { CoreV1Api, StorageV1Api } from '@kubernetes/client-node';
-import { isKubeStatus } from '../lib/kube.js';
+import { isKubeStatus, superviseInformer } from '../lib/kube.js';
 
 /** Name of the sandbox's default StorageClass. */
 export const SANDBOX_STORAGE_CLASS = 'sandbox';
@@ -91,26 +91,18 @@ export async function startVolumeProvisioner(
     });
   };
 
-  let stopped = false;
-  for (const [informer, label] of [
-    [claims, 'claims'],
-    [volumes, 'volumes'],
-  ] as const) {
-    informer.on('error', (error: unknown) => {
-      if (stopped) return;
-      log(`${label} watch failed (${String(error)}); restarting`);
-      setTimeout(() => void informer.start().catch(() => undefined), 1000);
-    });
-  }
   claims.on('add', (claim) => void provision(claim));
   claims.on('update', (claim) => void provision(claim));
   volumes.on('add', (volume) => void reclaim(volume));
   volumes.on('update', (volume) => void reclaim(volume));
-  await Promise.all([claims.start(), volumes.start()]);
+  const supervised = await Promise.all(
+    ([claims, volumes] as const).map((informer) =>
+      superviseInformer(informer, (error) => log(`watch failed (${String(error)}); restarting`)),
+    ),
+  );
   return {
     async stop() {
-      stopped = true;
-      await Promise.all([claims.stop(), volumes.stop()]);
+      await Promise.all(supervised.map((s) => s.stop()));
     },
   };
 }

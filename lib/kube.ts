@@ -111,3 +111,53 @@ export async function applyManifests(
 export const mergePatch = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 /** Options of a JSON patch. */
 export const jsonPatch = setHeaderOptions('Content-Type', PatchStrategy.JsonPatch);
+
+/** What {@link superviseInformer} needs of an informer. */
+interface SupervisedInformer {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  on(verb: 'error' | 'connect', callback: (error?: unknown) => void): void;
+}
+
+/**
+ * Keeps an informer alive: after an error (a failed list, a broken watch, a refused connection
+ * while the API server restarts) it is started again with backoff, until it succeeds or is
+ * stopped. One restart is pending at a time. Resolves once the first start succeeded.
+ */
+export async function superviseInformer(
+  informer: SupervisedInformer,
+  onError: (error: unknown, retryInMs: number) => void,
+): Promise<{ stop(): Promise<void> }> {
+  let stopped = false;
+  let pending = false;
+  let backoffMs = 500;
+  const restart = () => {
+    if (stopped || pending) return;
+    pending = true;
+    setTimeout(() => {
+      pending = false;
+      if (stopped) return;
+      informer.start().catch((error: unknown) => {
+        onError(error, backoffMs);
+        backoffMs = Math.min(backoffMs * 2, 30_000);
+        restart();
+      });
+    }, backoffMs);
+  };
+  informer.on('connect', () => {
+    backoffMs = 500;
+  });
+  informer.on('error', (error) => {
+    if (stopped) return;
+    onError(error, backoffMs);
+    restart();
+    backoffMs = Math.min(backoffMs * 2, 30_000);
+  });
+  await informer.start();
+  return {
+    async stop() {
+      stopped = true;
+      await informer.stop();
+    },
+  };
+}

@@ -8,7 +8,7 @@ import { makeInformer, type V1Deployment } from '@kubernetes/client-node';
 import type { Client } from '@temporalio/client';
 import { BUILD_LABEL, STATUS_LABEL } from '../domain/build.js';
 import { driftSignal, type DriftEvent } from '../domain/messages.js';
-import type { KubeClients } from '../lib/kube.js';
+import { superviseInformer, type KubeClients } from '../lib/kube.js';
 import type { Logger } from '../lib/logger.js';
 
 /** Options of {@link startDeploymentWatcher}. */
@@ -40,8 +40,6 @@ export async function startDeploymentWatcher(
   );
   // Deletions already reported, so that every later update of the same object stays quiet.
   const reported = new Set<string>();
-  let stopped = false;
-  let backoffMs = 500;
 
   const signal = async (name: string, event: DriftEvent) => {
     try {
@@ -76,23 +74,11 @@ export async function startDeploymentWatcher(
     const name = deployment.metadata?.labels?.[BUILD_LABEL];
     if (name) reported.delete(name);
   });
-  informer.on('connect', () => {
-    backoffMs = 500;
-  });
-  informer.on('error', (error) => {
-    if (stopped) return;
-    log.warn({ err: error, retryInMs: backoffMs }, 'deployment watch failed; restarting');
-    setTimeout(() => {
-      if (!stopped) void informer.start().catch(() => undefined);
-    }, backoffMs);
-    backoffMs = Math.min(backoffMs * 2, 30_000);
-  });
-  await informer.start();
+  const supervised = await superviseInformer(informer, (error, retryInMs) =>
+    log.warn({ err: error, retryInMs }, 'deployment watch failed; restarting'),
+  );
   return {
     deployments: () => informer.list(),
-    async stop() {
-      stopped = true;
-      await informer.stop();
-    },
+    stop: () => supervised.stop(),
   };
 }

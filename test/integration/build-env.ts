@@ -17,10 +17,11 @@ import {
   type CommitInfo,
 } from '../../domain/build.js';
 import { createKubeClients, isKubeStatus, type KubeClients } from '../../lib/kube.js';
-import { ensureBuild, type TemporalOptions } from '../../lib/temporal.js';
+import { connectClient, ensureBuild, type TemporalOptions } from '../../lib/temporal.js';
+import type { SandboxInfo } from '../../dev/sandbox.js';
 import { spawnWorker, type WorkerProcess } from '../../dev/worker-process.js';
 import { startFakeGitHub, type FakeGitHub } from './fake-github.js';
-import { createTestNamespace, eventually, temporalClient } from './helpers.js';
+import { createTestNamespace, eventually } from './helpers.js';
 
 export type { WorkerProcess } from '../../dev/worker-process.js';
 
@@ -28,6 +29,8 @@ export type { WorkerProcess } from '../../dev/worker-process.js';
 export interface BuildEnvOptions {
   /** Entries of the repos file (YAML-able objects). */
   repos: unknown[];
+  /** A sandbox of the test's own (for drills that disturb it); default: the run's. */
+  sandbox?: SandboxInfo;
 }
 
 /** Everything a build test needs. */
@@ -52,7 +55,7 @@ export interface BuildEnv {
 
 /** Creates the environment; call `close()` in afterAll. */
 export async function createBuildEnv(options: BuildEnvOptions): Promise<BuildEnv> {
-  const sandbox = inject('sandbox');
+  const sandbox = options.sandbox ?? inject('sandbox');
   const kube = createKubeClients({
     kubeconfig: sandbox.kube.kubeconfig,
     context: sandbox.kube.context,
@@ -70,7 +73,10 @@ export async function createBuildEnv(options: BuildEnvOptions): Promise<BuildEnv
   // JSON is YAML: the repos file is written as JSON to keep the test free of formatting concerns.
   await writeFile(reposFile, JSON.stringify(options.repos, null, 2));
   const github = await startFakeGitHub();
-  const client = await temporalClient();
+  const client = await connectClient({
+    address: sandbox.temporal.address,
+    namespace: sandbox.temporal.namespace,
+  });
   const workers: WorkerProcess[] = [];
   const workerEnv: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,

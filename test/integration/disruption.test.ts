@@ -5,10 +5,10 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildName } from '../../domain/names.js';
 import { RUN_FOR_ANNOTATION } from '../../dev/kwok-stages.js';
-import { restartKube } from '../../dev/sandbox.js';
+import { restartApiServer, startSandbox, type Sandbox } from '../../dev/sandbox.js';
 import { deliver, pushPayload } from '../../dev/webhook-deliveries.js';
 import { spawnApi, type WorkerProcess } from '../../dev/worker-process.js';
 import { createBuildEnv, observeInitJobs, type BuildEnv } from './build-env.js';
@@ -52,21 +52,41 @@ describe('disruptions', () => {
       observer.stop();
     }
   });
+});
+
+// Restarting the API server would disturb the other test files: this drill gets a sandbox of
+// its own.
+describe('a Kubernetes API server restart', () => {
+  let own: Sandbox;
+  let drillEnv: BuildEnv;
+
+  beforeAll(async () => {
+    own = await startSandbox({ log: () => undefined });
+    drillEnv = await createBuildEnv({
+      sandbox: own,
+      repos: [{ repo: 'acme/.*', branch: '.*', builds: [{ image: 'ghcr.io/acme/odoo:16.0' }] }],
+    });
+    await drillEnv.startWorker();
+  });
+
+  afterAll(async () => {
+    await drillEnv?.close();
+    await own?.stop();
+  });
 
   it(
-    'recovers when the Kubernetes control plane restarts: a build asked for meanwhile shows up',
+    'recovers when the Kubernetes API server restarts: a build asked for meanwhile shows up',
     { timeout: 240_000 },
     async () => {
       const secret = 'disruption-secret';
       const api: WorkerProcess & { url: string } = await spawnApi(
-        { ...env.workerEnv, RUNBOAT_API_PORT: '0', RUNBOAT_WEBHOOK_SECRET: secret },
+        { ...drillEnv.workerEnv, RUNBOAT_API_PORT: '0', RUNBOAT_WEBHOOK_SECRET: secret },
         join(await mkdtemp(join(tmpdir(), 'runboat-disruption-')), 'api.log'),
       );
       try {
-        const sandbox = inject('sandbox');
         // The webhook arrives while the API server is down: Temporal takes it, Kubernetes waits.
         const after = '1'.repeat(40);
-        const during = restartKube(sandbox, 4000);
+        const during = restartApiServer(own, 4000);
         await new Promise((r) => setTimeout(r, 1500));
         const answer = await deliver(
           `${api.url}/webhooks/github`,
@@ -82,7 +102,7 @@ describe('disruptions', () => {
           pr: null,
           gitCommit: after,
         });
-        await env.waitForStatus(name, 'stopped', 120_000);
+        await drillEnv.waitForStatus(name, 'stopped', 120_000);
         // The API's informer recovered: the build is listed, with its status.
         await eventually(
           async () => {
