@@ -1,7 +1,8 @@
 /**
  * Watches the build Deployments and tells their workflows about drift they did not cause: a
  * Deployment being deleted behind the workflow's back (`kubectl delete`), which the finalizer
- * holds until the workflow has run the cleanup Job, and a Deployment scaled by hand, which the
+ * holds until the workflow has run the cleanup Job; a Deployment gone altogether (its finalizer
+ * removed by hand), whose workflow still cleans up; and a Deployment scaled by hand, which the
  * workflow takes as a start or a stop. The watcher changes nothing in Kubernetes.
  */
 import { makeInformer, type V1Deployment } from '@kubernetes/client-node';
@@ -72,7 +73,13 @@ export async function startDeploymentWatcher(
   informer.on('update', inspect);
   informer.on('delete', (deployment) => {
     const name = deployment.metadata?.labels?.[BUILD_LABEL];
-    if (name) reported.delete(name);
+    if (!name) return;
+    reported.delete(name);
+    // Gone without its workflow undeploying it: someone removed the finalizer by hand. The
+    // workflow still runs the cleanup Job and deletes what is left.
+    if (deployment.metadata?.labels?.[STATUS_LABEL] !== 'undeploying') {
+      void signal(name, { kind: 'deployment-gone' });
+    }
   });
   const supervised = await superviseInformer(informer, (error, retryInMs) =>
     log.warn({ err: error, retryInMs }, 'deployment watch failed; restarting'),

@@ -9,6 +9,7 @@ import { startUpdate, stateQuery, stopUpdate, undeployUpdate } from '../../domai
 import { buildName } from '../../domain/names.js';
 import { RUN_FOR_ANNOTATION } from '../../dev/kwok-stages.js';
 import { createBuildEnv, observeInitJobs, type BuildEnv, type WorkerProcess } from './build-env.js';
+import { mergePatch } from '../../lib/kube.js';
 import { eventually } from './helpers.js';
 
 const INIT_SLOTS = 3;
@@ -115,6 +116,46 @@ describe('builds under pressure', () => {
       labelSelector: `${BUILD_LABEL}=${name}`,
     });
     expect(leftovers.items).toEqual([]);
+  });
+
+  it('cleans up a build whose Deployment was deleted with its finalizer stripped by hand', async () => {
+    const commit = env.commit('acme/shop', 'forced-delete');
+    const name = buildName(commit);
+    const handle = await env.build(commit);
+    await env.waitForStatus(name, 'stopped');
+    await env.kube.apps.patchNamespacedDeployment(
+      { name, namespace: env.namespace, body: { metadata: { finalizers: null } } },
+      mergePatch,
+    );
+    await env.kube.apps.deleteNamespacedDeployment({ name, namespace: env.namespace });
+    await handle.result();
+    const history = await handle.fetchHistory();
+    const activities = (history.events ?? []).map(
+      (event) => event.activityTaskScheduledEventAttributes?.activityType?.name,
+    );
+    expect(activities).toContain('cleanup');
+    const leftovers = await env.kube.core.listNamespacedConfigMap({
+      namespace: env.namespace,
+      labelSelector: `${BUILD_LABEL}=${name}`,
+    });
+    expect(leftovers.items).toEqual([]);
+  });
+
+  it('ends failed, with the reason, when its init Job is deleted while it runs', async () => {
+    const commit = env.commit('acme/slow', 'job-deleted');
+    const name = buildName(commit);
+    await env.build(commit);
+    await env.waitForStatus(name, 'initializing');
+    await eventually(async () => expect(await initJobsOf(name)).toEqual([`${name}-init-1`]));
+    await env.kube.batch.deleteNamespacedJob({
+      name: `${name}-init-1`,
+      namespace: env.namespace,
+      propagationPolicy: 'Background',
+    });
+    const failed = await env.waitForStatus(name, 'failed');
+    expect(failed.metadata?.annotations?.[annotations.failureReason]).toBe(
+      'Job deleted before it ended',
+    );
   });
 
   it('converges when scaled by hand with kubectl: taken as a start, then a stop', async () => {
