@@ -12,6 +12,7 @@ import {
   getExternalWorkflowHandle,
   log,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
@@ -44,6 +45,15 @@ import { buildSearchAttributeKeys as keys } from '../domain/search-attributes.js
 const short = proxyActivities<BuildActivities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s' },
+});
+
+/**
+ * The transitions a user waits for (mirror an init outcome, scale): local activities, run by the
+ * worker that runs the workflow, without a round trip through a task queue.
+ */
+const local = proxyLocalActivities<BuildActivities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '500 milliseconds', backoffCoefficient: 2, maximumInterval: '10s' },
 });
 
 /** Waits on Kubernetes (readiness, deletion): heartbeats, cancellable. */
@@ -358,7 +368,7 @@ class Build {
     this.state.initStatus = succeeded ? 'succeeded' : 'failed';
     if (succeeded) {
       this.state.failureReason = null;
-      await short.mirror(this.state.name, {
+      await local.mirror(this.state.name, {
         status: 'stopped',
         initStatus: 'succeeded',
         failureReason: '',
@@ -391,7 +401,7 @@ class Build {
     switch (action.kind) {
       case 'start': {
         await short.applyHook(this.ref, await this.configuration(), 'start');
-        this.state.lastScaled = await short.scale(this.state.name, 1);
+        this.state.lastScaled = await local.scale(this.state.name, 1);
         this.setStatus('starting');
         done();
         await this.notifyFleet();
@@ -399,7 +409,7 @@ class Build {
         return false;
       }
       case 'stop': {
-        this.state.lastScaled = await short.scale(this.state.name, 0);
+        this.state.lastScaled = await local.scale(this.state.name, 0);
         await short.applyHook(this.ref, await this.configuration(), 'stop');
         this.setStatus('stopped');
         done();
