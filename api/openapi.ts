@@ -1,4 +1,5 @@
 /** The OpenAPI document of the REST API, served at /api/v1/openapi.json. */
+import { buildStatuses } from '../domain/build.js';
 
 const buildName = {
   name: 'name',
@@ -15,20 +16,7 @@ const filters = [
   {
     name: 'status',
     in: 'query',
-    schema: {
-      type: 'string',
-      enum: [
-        'todo',
-        'initializing',
-        'failed',
-        'stopping',
-        'stopped',
-        'starting',
-        'started',
-        'undeploying',
-        'cleanup-failed',
-      ],
-    },
+    schema: { type: 'string', enum: [...buildStatuses] },
   },
 ] as const;
 
