@@ -1,7 +1,7 @@
 /**
- * Adoption against the real sandbox: builds found in Kubernetes without a workflow get one, in
- * the state their Deployment shows — Deployments written the way the Python runboat writes them,
- * and every build after the Temporal server lost its whole database.
+ * Adoption against the real sandbox, by two watchers at once: builds found in Kubernetes without a
+ * workflow get one (one each), in the state their Deployment shows — Deployments written the way
+ * the Python runboat writes them, and every build after the Temporal server lost its database.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp } from 'node:fs/promises';
@@ -47,6 +47,8 @@ beforeAll(async () => {
     ],
   });
   await env.startWorker({ RUNBOAT_ADOPT_INTERVAL_SECONDS: '1' });
+  // A second watcher (builds role) adopts at the same time: adoption must stay single.
+  await env.startWorker({ RUNBOAT_ADOPT_INTERVAL_SECONDS: '1', RUNBOAT_WORKER_ROLES: 'builds' });
 });
 
 afterAll(async () => {
@@ -103,6 +105,14 @@ describe('adoption', () => {
         const state = await eventually(() => env.client.workflow.getHandle(name).query(stateQuery));
         expect(state).toMatchObject({ name, status: 'stopped', initStatus: 'succeeded' });
         expect(state.commit).toMatchObject({ repo: 'acme/legacy', targetBranch: '15.0', pr: null });
+        // Two adopters raced for it; one workflow run came out.
+        await eventually(async () => {
+          const runs: string[] = [];
+          for await (const run of env.client.workflow.list({ query: `WorkflowId = '${name}'` })) {
+            runs.push(run.runId);
+          }
+          expect(runs).toHaveLength(1);
+        });
       }
       const listed = (await (await fetch(`${api.url}/api/v1/builds?repo=acme/legacy`)).json()) as {
         name: string;
