@@ -12,10 +12,10 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { BUILD_LABEL, JOB_KIND_LABEL, annotations } from '../../domain/build.js';
 import { startUpdate, stateQuery, stopUpdate, undeployUpdate } from '../../domain/messages.js';
 import { buildName } from '../../domain/names.js';
-import { OUTCOME_LABEL, RUN_FOR_ANNOTATION } from '../../dev/kwok-stages.js';
+import { RUN_FOR_ANNOTATION } from '../../dev/kwok-stages.js';
 import { restartTemporal } from '../../dev/sandbox.js';
 import { spawnApi, type WorkerProcess } from '../../dev/worker-process.js';
-import { createBuildEnv, type BuildEnv } from './build-env.js';
+import { createBuildEnv, testRepos, type BuildEnv } from './build-env.js';
 import { eventually } from './helpers.js';
 
 let env: BuildEnv;
@@ -23,16 +23,7 @@ let env: BuildEnv;
 beforeAll(async () => {
   env = await createBuildEnv({
     repos: [
-      {
-        repo: 'acme/broken',
-        branch: '.*',
-        builds: [
-          {
-            image: 'ghcr.io/acme/odoo:16.0',
-            templateVars: { initPodLabels: { [OUTCOME_LABEL]: 'fail' } },
-          },
-        ],
-      },
+      testRepos.failing,
       {
         repo: 'acme/slow',
         branch: '.*',
@@ -43,7 +34,7 @@ beforeAll(async () => {
           },
         ],
       },
-      { repo: 'acme/.*', branch: '.*', builds: [{ image: 'ghcr.io/acme/odoo:16.0' }] },
+      testRepos.acme,
     ],
   });
   await env.startWorker({ RUNBOAT_ADOPT_INTERVAL_SECONDS: '1' });

@@ -8,9 +8,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildName } from '../../domain/names.js';
 import type { BuildView } from '../../domain/build-view.js';
-import { OUTCOME_LABEL } from '../../dev/kwok-stages.js';
 import { spawnApi, type WorkerProcess } from '../../dev/worker-process.js';
-import { createBuildEnv, type BuildEnv } from './build-env.js';
+import { createBuildEnv, testRepos, type BuildEnv } from './build-env.js';
 import { eventually } from './helpers.js';
 
 const TOKEN = 'test-admin-token-0123456789';
@@ -19,19 +18,7 @@ let api: WorkerProcess & { url: string };
 
 beforeAll(async () => {
   env = await createBuildEnv({
-    repos: [
-      {
-        repo: 'acme/broken',
-        branch: '.*',
-        builds: [
-          {
-            image: 'ghcr.io/acme/odoo:16.0',
-            templateVars: { initPodLabels: { [OUTCOME_LABEL]: 'fail' } },
-          },
-        ],
-      },
-      { repo: 'acme/.*', branch: '.*', builds: [{ image: 'ghcr.io/acme/odoo:16.0' }] },
-    ],
+    repos: [testRepos.failing, testRepos.acme],
   });
   await env.startWorker();
   const dir = await mkdtemp(join(tmpdir(), 'runboat-api-'));

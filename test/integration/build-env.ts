@@ -20,6 +20,7 @@ import { createKubeClients, isKubeStatus, type KubeClients } from '../../lib/kub
 import { connectClient, ensureBuild, type TemporalOptions } from '../../lib/temporal.js';
 import type { SandboxInfo } from '../../dev/sandbox.js';
 import { spawnWorker, type WorkerProcess } from '../../dev/worker-process.js';
+import { OUTCOME_LABEL } from '../../dev/kwok-stages.js';
 import { startFakeGitHub, type FakeGitHub } from './fake-github.js';
 import { createTestNamespace, eventually } from './helpers.js';
 
@@ -192,4 +193,31 @@ export async function observeInitJobs(env: Pick<BuildEnv, 'kube' | 'namespace'>)
     created,
     stop: () => controller.abort(),
   };
+}
+
+/** Repos file entries the tests share. */
+export const testRepos = {
+  /** Builds of `acme/broken` fail their init (the sandbox fails pods so labelled). */
+  failing: {
+    repo: 'acme/broken',
+    branch: '.*',
+    builds: [
+      {
+        image: 'ghcr.io/acme/odoo:16.0',
+        templateVars: { initPodLabels: { [OUTCOME_LABEL]: 'fail' } },
+      },
+    ],
+  },
+  /** Every other `acme/*` repo and branch. */
+  acme: { repo: 'acme/.*', branch: '.*', builds: [{ image: 'ghcr.io/acme/odoo:16.0' }] },
+} as const;
+
+/** Names of the activities a workflow scheduled, in order, from its history. */
+export async function scheduledActivities(
+  handle: WorkflowHandle,
+): Promise<(string | null | undefined)[]> {
+  const history = await handle.fetchHistory();
+  return (history.events ?? []).map(
+    (event) => event.activityTaskScheduledEventAttributes?.activityType?.name,
+  );
 }

@@ -18,9 +18,9 @@ import {
 } from '../../domain/messages.js';
 import { buildName } from '../../domain/names.js';
 import { defaultKubefilesDir } from '../../lib/kubefiles.js';
-import { OUTCOME_LABEL, RUN_FOR_ANNOTATION } from '../../dev/kwok-stages.js';
+import { RUN_FOR_ANNOTATION } from '../../dev/kwok-stages.js';
 import type { WorkerProcess } from '../../dev/worker-process.js';
-import { createBuildEnv, type BuildEnv } from './build-env.js';
+import { createBuildEnv, scheduledActivities, testRepos, type BuildEnv } from './build-env.js';
 import { eventually } from './helpers.js';
 
 let env: BuildEnv;
@@ -55,16 +55,7 @@ beforeAll(async () => {
         branch: '.*',
         builds: [{ image: 'ghcr.io/acme/odoo:16.0', kubefiles: await kubefilesWithStartHook() }],
       },
-      {
-        repo: 'acme/broken',
-        branch: '.*',
-        builds: [
-          {
-            image: 'ghcr.io/acme/odoo:16.0',
-            templateVars: { initPodLabels: { [OUTCOME_LABEL]: 'fail' } },
-          },
-        ],
-      },
+      testRepos.failing,
       {
         repo: 'acme/slowpoke',
         branch: '.*',
@@ -177,10 +168,7 @@ describe('a build', () => {
     await handle.result();
     expect(await env.deployment(name)).toBeUndefined();
     expect(await objectsOf(name)).toEqual([]);
-    const history = await handle.fetchHistory();
-    const activities = (history.events ?? []).map(
-      (event) => event.activityTaskScheduledEventAttributes?.activityType?.name,
-    );
+    const activities = await scheduledActivities(handle);
     expect(activities).toContain('cleanup');
     expect(activities.indexOf('cleanup')).toBeLessThan(activities.indexOf('deleteBuildObjects'));
 

@@ -8,7 +8,13 @@ import { BUILD_LABEL, JOB_KIND_LABEL, annotations, type CommitInfo } from '../..
 import { startUpdate, stateQuery, stopUpdate, undeployUpdate } from '../../domain/messages.js';
 import { buildName } from '../../domain/names.js';
 import { RUN_FOR_ANNOTATION } from '../../dev/kwok-stages.js';
-import { createBuildEnv, observeInitJobs, type BuildEnv, type WorkerProcess } from './build-env.js';
+import {
+  createBuildEnv,
+  scheduledActivities,
+  observeInitJobs,
+  type BuildEnv,
+  type WorkerProcess,
+} from './build-env.js';
 import { mergePatch } from '../../lib/kube.js';
 import { eventually } from './helpers.js';
 
@@ -105,10 +111,7 @@ describe('builds under pressure', () => {
     expect(kubectl.stdout).toContain(`deployment.apps "${name}" deleted`);
     const final = await handle.result();
     expect(final.status).toBe('undeploying');
-    const history = await handle.fetchHistory();
-    const activities = (history.events ?? []).map(
-      (event) => event.activityTaskScheduledEventAttributes?.activityType?.name,
-    );
+    const activities = await scheduledActivities(handle);
     expect(activities).toContain('cleanup');
     expect(await env.deployment(name)).toBeUndefined();
     const leftovers = await env.kube.core.listNamespacedConfigMap({
@@ -129,10 +132,7 @@ describe('builds under pressure', () => {
     );
     await env.kube.apps.deleteNamespacedDeployment({ name, namespace: env.namespace });
     await handle.result();
-    const history = await handle.fetchHistory();
-    const activities = (history.events ?? []).map(
-      (event) => event.activityTaskScheduledEventAttributes?.activityType?.name,
-    );
+    const activities = await scheduledActivities(handle);
     expect(activities).toContain('cleanup');
     const leftovers = await env.kube.core.listNamespacedConfigMap({
       namespace: env.namespace,

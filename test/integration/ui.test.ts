@@ -10,10 +10,9 @@ import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildName } from '../../domain/names.js';
-import { OUTCOME_LABEL } from '../../dev/kwok-stages.js';
 import { spawnApi, type WorkerProcess } from '../../dev/worker-process.js';
 import { deliver, pullRequestPayload, pushPayload } from '../../dev/webhook-deliveries.js';
-import { createBuildEnv, type BuildEnv } from './build-env.js';
+import { createBuildEnv, testRepos, type BuildEnv } from './build-env.js';
 
 const SECRET = 'test-secret';
 const SCREENSHOT = '/tmp/ui.png';
@@ -25,19 +24,7 @@ let page: Page;
 
 beforeAll(async () => {
   env = await createBuildEnv({
-    repos: [
-      {
-        repo: 'acme/broken',
-        branch: '.*',
-        builds: [
-          {
-            image: 'ghcr.io/acme/odoo:16.0',
-            templateVars: { initPodLabels: { [OUTCOME_LABEL]: 'fail' } },
-          },
-        ],
-      },
-      { repo: 'acme/.*', branch: '.*', builds: [{ image: 'ghcr.io/acme/odoo:16.0' }] },
-    ],
+    repos: [testRepos.failing, testRepos.acme],
   });
   await env.startWorker();
   const dir = await mkdtemp(join(tmpdir(), 'runboat-ui-'));
