@@ -39,7 +39,10 @@ import {
 import type { Logger } from '../lib/logger.js';
 import { findRepoConfig, type RepoConfig } from '../lib/settings.js';
 import { buildView } from '../domain/build-view.js';
+import { createFleetActivities } from './fleet.js';
 import { jobName, keepJobLog, runJob, waitForChange, type JobOutcome } from './jobs.js';
+
+export type { FleetBuild } from './fleet.js';
 
 /** What the activities need from the process that runs them. */
 export interface ActivityDeps {
@@ -223,6 +226,8 @@ export function createActivities(deps: ActivityDeps) {
   };
 
   return {
+    ...createFleetActivities(deps),
+
     /** Finds the repo's build configuration; an unsupported repo or branch is non-retryable. */
     async resolveBuildConfig(build: BuildRef): Promise<ResolvedBuild> {
       const { repo, targetBranch } = build.commit;
@@ -254,69 +259,6 @@ export function createActivities(deps: ActivityDeps) {
       await guard('deploy', async () => {
         await applyManifests(kube.objects, await render(build, config, 'deployment'));
       });
-    },
-
-    /**
-     * The builds as the cluster shows them, for the fleet's limits: status, when last scaled and
-     * whether each is the newest build of a sticky branch (never evicted).
-     */
-    async fleetSnapshot(): Promise<FleetBuild[]> {
-      const list = await kube.apps.listNamespacedDeployment({
-        namespace,
-        labelSelector: BUILD_LABEL,
-      });
-      const builds = list.items.map((deployment) => {
-        const view = buildView(deployment, deps.buildDomain);
-        return {
-          name: view.name,
-          status: view.status,
-          lastScaled: view.last_scaled ?? view.created ?? '',
-          created: view.created ?? '',
-          repo: view.commit_info.repo,
-          targetBranch: view.commit_info.target_branch,
-          pr: view.commit_info.pr,
-          sticky: false,
-        };
-      });
-      const repos = deps.repos();
-      const newest = new Map<string, FleetBuild>();
-      for (const build of builds) {
-        if (build.pr !== null) continue;
-        if (!findRepoConfig(repos, build.repo, build.targetBranch)?.sticky) continue;
-        const key = `${build.repo}\u0000${build.targetBranch}`;
-        const current = newest.get(key);
-        if (!current || current.created < build.created) newest.set(key, build);
-      }
-      for (const build of newest.values()) build.sticky = true;
-      return builds;
-    },
-
-    /**
-     * Makes sure the head commit of every sticky branch of every configured repo has a build
-     * (repos named literally in the repos file; their branches listed on GitHub). Returns the
-     * builds it asked for; none without a GitHub client.
-     */
-    async ensureStickyHeads(): Promise<string[]> {
-      if (!deps.github) return [];
-      const repos = deps.repos();
-      const names: string[] = [];
-      for (const entry of repos) {
-        if (!entry.sticky || !/^[\w-]+\/[\w.-]+$/.test(entry.repo)) continue;
-        const repo = entry.repo.toLowerCase();
-        for (const branch of await deps.github.listBranches(repo)) {
-          // Only branches this entry governs: an earlier entry may claim the branch.
-          if (findRepoConfig(repos, repo, branch.name) !== entry) continue;
-          names.push(
-            await deps.ensureBuild({
-              repo,
-              targetBranch: branch.name,
-              pr: null,
-              gitCommit: branch.sha,
-            }),
-          );
-        }
-      }
-      return names;
     },
 
     /**
@@ -560,20 +502,6 @@ export function createActivities(deps: ActivityDeps) {
       await commitStatus(build.commit, state, description, targetUrl);
     },
   };
-}
-
-/** A build as the fleet sees it. */
-export interface FleetBuild {
-  name: string;
-  status: BuildStatus;
-  /** ISO time of the last scale (creation when never scaled). */
-  lastScaled: string;
-  created: string;
-  repo: string;
-  targetBranch: string;
-  pr: number | null;
-  /** The newest build of a sticky branch: never evicted. */
-  sticky: boolean;
 }
 
 /** What one transition writes onto the Deployment. */
