@@ -13,7 +13,7 @@ const boundary = (/** @type {string[]} */ groups, /** @type {string} */ message)
 });
 
 export default tseslint.config(
-  { ignores: ['node_modules/', '.sandbox/', 'coverage/'] },
+  { ignores: ['node_modules/', '.sandbox/', 'coverage/', 'dist/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
