@@ -21,6 +21,13 @@ export interface FakeGitHub {
   statuses: ReceivedStatus[];
   /** `owner/repo` → branch → head SHA. */
   heads: Map<string, Map<string, string>>;
+  /**
+   * `owner/repo` → HTTP status its branches routes answer instead of the heads (an outage, a
+   * wrong token, a renamed repo); delete the entry to heal.
+   */
+  branchErrors: Map<string, number>;
+  /** Every request on the branches routes, in order, with the error it got from `branchErrors`. */
+  branchRequests: { repo: string; path: string; error: number | undefined; at: number }[];
   statusesOf(sha: string): ReceivedStatus[];
   close(): Promise<void>;
 }
@@ -38,6 +45,8 @@ function readBody(request: IncomingMessage): Promise<string> {
 export async function startFakeGitHub(): Promise<FakeGitHub> {
   const statuses: ReceivedStatus[] = [];
   const heads = new Map<string, Map<string, string>>();
+  const branchErrors = new Map<string, number>();
+  const branchRequests: FakeGitHub['branchRequests'] = [];
   const server = createServer((request, response) => {
     void (async () => {
       const url = new URL(request.url ?? '/', 'http://github.test');
@@ -55,6 +64,17 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
         });
         response.writeHead(201, { 'content-type': 'application/json' }).end('{}');
         return;
+      }
+      if (request.method === 'GET' && parts[1] === 'repos' && parts[4] === 'branches') {
+        const repo = `${parts[2]}/${parts[3]}`;
+        const error = branchErrors.get(repo);
+        branchRequests.push({ repo, path: url.pathname, error, at: Date.now() });
+        if (error !== undefined) {
+          response
+            .writeHead(error, { 'content-type': 'application/json' })
+            .end(JSON.stringify({ message: `fake GitHub answers ${error}` }));
+          return;
+        }
       }
       // /repos/{owner}/{repo}/branches (one page holds them all here)
       if (
@@ -90,6 +110,8 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
     url: `http://127.0.0.1:${port}`,
     statuses,
     heads,
+    branchErrors,
+    branchRequests,
     statusesOf: (sha) => statuses.filter((status) => status.sha === sha),
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
