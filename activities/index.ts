@@ -5,7 +5,12 @@
  */
 import { isAbsolute, resolve } from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import type { V1Deployment, V1Job, KubernetesObject } from '@kubernetes/client-node';
+import {
+  PatchStrategy,
+  type KubernetesObject,
+  type V1Deployment,
+  type V1Job,
+} from '@kubernetes/client-node';
 import {
   annotations,
   BUILD_LABEL,
@@ -23,6 +28,7 @@ import type { CommitStatusState, GitHubClient } from '../lib/github.js';
 import {
   applyManifests,
   describeKubeError,
+  FIELD_MANAGER,
   isKubeStatus,
   isRetryableKubeError,
   kubeStatus,
@@ -197,32 +203,150 @@ export function createActivities(deps: ActivityDeps) {
     });
   };
 
-  const runBuildJob = async (
+  /** The one Job of a kind the kubefiles render for a build, named `name`. */
+  const renderJob = async (
     build: BuildRef,
     config: ResolvedBuild,
     kind: JobKind,
-    generation: number,
-  ): Promise<JobOutcome> => {
-    const ctx = Context.current();
-    const name = jobName(build.name, kind, generation);
+    name: string,
+  ): Promise<V1Job> => {
     const [job] = (await render(build, config, kind, name)) as V1Job[];
-    if (!job)
+    if (!job) {
       throw ApplicationFailure.nonRetryable(
         `no ${kind} Job rendered`,
         failureTypes.kubefilesInvalid,
       );
-    const outcome = await runJob({
-      kube,
-      namespace,
-      build: build.name,
-      kind,
-      job,
-      heartbeat: (details) => ctx.heartbeat(details),
-      signal: ctx.cancellationSignal,
-    });
+    }
+    return job;
+  };
+
+  const deleteJob = async (name: string) => {
+    await kube.batch
+      .deleteNamespacedJob({ name, namespace, propagationPolicy: 'Background' })
+      .catch((error: unknown) => {
+        if (!isKubeStatus(error, 404)) throw error;
+      });
+  };
+
+  /**
+   * Runs the Job to its end and keeps its log. Cancelled (a reset or an undeploy), it deletes the
+   * Job it created before it ends, so that the workflow, which waits for that, never sees two
+   * Jobs of one kind at once (docs/failures.md).
+   */
+  const runBuildJob = async (build: BuildRef, kind: JobKind, job: V1Job): Promise<JobOutcome> => {
+    const ctx = Context.current();
+    let outcome: JobOutcome;
+    try {
+      outcome = await runJob({
+        kube,
+        namespace,
+        build: build.name,
+        kind,
+        job,
+        heartbeat: (details) => ctx.heartbeat(details),
+        signal: ctx.cancellationSignal,
+      });
+    } catch (error) {
+      if (ctx.cancellationSignal.aborted) {
+        await deleteJob(job.metadata?.name ?? '');
+        log.info({ build: build.name, job: job.metadata?.name }, `${kind} cancelled: Job deleted`);
+      }
+      throw error;
+    }
     log.info({ build: build.name, job: outcome.jobName, ...outcome }, `${kind} Job ended`);
     await keepJobLog(kube, namespace, build.name, kind, outcome);
     return outcome;
+  };
+
+  /**
+   * The cleanup Job is rendered when the build is deployed and kept in a Secret of the build (it
+   * may hold secret values): a build whose repo left the repos file, or whose kubefiles changed
+   * or vanished, is still cleaned up the way it was deployed. Adopted builds carry it too.
+   */
+  const cleanupRecordName = (build: string) => `${build}-cleanup-job`;
+
+  const recordCleanupJob = async (build: BuildRef, config: ResolvedBuild) => {
+    const job = await renderJob(build, config, 'cleanup', jobName(build.name, 'cleanup', 0));
+    const record: KubernetesObject & { data: Record<string, string>; type: string } = {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      type: 'Opaque',
+      metadata: {
+        name: cleanupRecordName(build.name),
+        namespace,
+        labels: { [BUILD_LABEL]: build.name, [JOB_KIND_LABEL]: 'cleanup' },
+      },
+      data: { 'job.json': Buffer.from(JSON.stringify(job)).toString('base64') },
+    };
+    await kube.objects.patch(
+      record,
+      undefined,
+      undefined,
+      FIELD_MANAGER,
+      true,
+      PatchStrategy.ServerSideApply,
+    );
+  };
+
+  const recordedCleanupJob = async (build: string): Promise<V1Job | undefined> => {
+    try {
+      const secret = await kube.core.readNamespacedSecret({
+        name: cleanupRecordName(build),
+        namespace,
+      });
+      const data = secret.data?.['job.json'];
+      return data ? (JSON.parse(Buffer.from(data, 'base64').toString()) as V1Job) : undefined;
+    } catch (error) {
+      if (isKubeStatus(error, 404)) return undefined;
+      throw error;
+    }
+  };
+
+  /** The cleanup Job from the first source that has one (see `cleanup`). */
+  const cleanupJob = async (
+    build: BuildRef,
+    config: ResolvedBuild | null,
+    name: string,
+  ): Promise<V1Job> => {
+    const sources = [() => resolveBuildConfig(build), ...(config ? [() => config] : [])];
+    let failure: unknown;
+    for (const source of sources) {
+      try {
+        return await renderJob(build, source(), 'cleanup', name);
+      } catch (error) {
+        failure ??= error;
+      }
+    }
+    const recorded = await recordedCleanupJob(build.name);
+    if (!recorded) throw failure;
+    log.info({ build: build.name }, 'cleanup from the Job recorded at deploy time');
+    return { ...recorded, metadata: { ...recorded.metadata, name, namespace } };
+  };
+
+  /** Finds the repo's build configuration; an unsupported repo or branch is non-retryable. */
+  const resolveBuildConfig = (build: BuildRef): ResolvedBuild => {
+    const { repo, targetBranch } = build.commit;
+    const entry = findRepoConfig(deps.repos(), repo, targetBranch);
+    const config = entry?.builds[0];
+    if (!config) {
+      throw ApplicationFailure.nonRetryable(
+        `${repo} ${targetBranch}: no build configured for this repo and branch`,
+        failureTypes.unsupportedRepo,
+      );
+    }
+    const kubefiles = config.kubefiles;
+    return {
+      image: splitImage(config.image),
+      env: config.env,
+      secretEnvFrom: config.secretEnv,
+      templateVars: config.templateVars,
+      kubefilesDir: kubefiles
+        ? isAbsolute(kubefiles)
+          ? kubefiles
+          : resolve(deps.reposDir, kubefiles)
+        : defaultKubefilesDir,
+      deployLink: `https://${build.slug}.${deps.buildDomain}`,
+    };
   };
 
   return {
@@ -230,34 +354,17 @@ export function createActivities(deps: ActivityDeps) {
 
     /** Finds the repo's build configuration; an unsupported repo or branch is non-retryable. */
     async resolveBuildConfig(build: BuildRef): Promise<ResolvedBuild> {
-      const { repo, targetBranch } = build.commit;
-      const entry = findRepoConfig(deps.repos(), repo, targetBranch);
-      const config = entry?.builds[0];
-      if (!config) {
-        throw ApplicationFailure.nonRetryable(
-          `${repo} ${targetBranch}: no build configured for this repo and branch`,
-          failureTypes.unsupportedRepo,
-        );
-      }
-      const kubefiles = config.kubefiles;
-      return {
-        image: splitImage(config.image),
-        env: config.env,
-        secretEnvFrom: config.secretEnv,
-        templateVars: config.templateVars,
-        kubefilesDir: kubefiles
-          ? isAbsolute(kubefiles)
-            ? kubefiles
-            : resolve(deps.reposDir, kubefiles)
-          : defaultKubefilesDir,
-        deployLink: `https://${build.slug}.${deps.buildDomain}`,
-      };
+      return Promise.resolve(resolveBuildConfig(build));
     },
 
-    /** Applies the `deployment` mode (Deployment at 0 replicas, Service, Ingress…). */
+    /**
+     * Applies the `deployment` mode (Deployment at 0 replicas, Service, Ingress…) and records the
+     * build's cleanup Job, rendered now, for its undeploy.
+     */
     async deploy(build: BuildRef, config: ResolvedBuild): Promise<void> {
       await guard('deploy', async () => {
         await applyManifests(kube.objects, await render(build, config, 'deployment'));
+        await recordCleanupJob(build, config);
       });
     },
 
@@ -304,14 +411,17 @@ export function createActivities(deps: ActivityDeps) {
       return guard('mirror', async () => (await mirrorOnDeployment(name, mirror)) !== undefined);
     },
 
-    /** Scales the Deployment and records when; returns that time (ISO), or null if it is gone. */
-    async scale(name: string, replicas: number): Promise<string | null> {
+    /**
+     * Scales the Deployment, mirrors `status` and records when; returns that time (ISO), or null
+     * if it is gone.
+     */
+    async scale(name: string, replicas: number, status: BuildStatus): Promise<string | null> {
       const now = new Date().toISOString();
       const patched = await guard('scale', () =>
         patchDeployment(name, {
           spec: { replicas },
           metadata: {
-            labels: { [STATUS_LABEL]: replicas > 0 ? 'starting' : 'stopped' },
+            labels: { [STATUS_LABEL]: status },
             annotations: { [annotations.lastScaled]: now },
           },
         }),
@@ -319,7 +429,7 @@ export function createActivities(deps: ActivityDeps) {
       return patched ? now : null;
     },
 
-    /** Waits until the Deployment has a ready replica, then mirrors `started`. */
+    /** Waits until the Deployment has a ready replica (the workflow mirrors `started`). */
     async awaitReady(name: string): Promise<boolean> {
       const ctx = Context.current();
       const path = `/apis/apps/v1/namespaces/${namespace}/deployments`;
@@ -331,10 +441,7 @@ export function createActivities(deps: ActivityDeps) {
           if (isKubeStatus(error, 404)) return false;
           throw error;
         }
-        if ((deployment.status?.readyReplicas ?? 0) >= 1) {
-          await mirrorOnDeployment(name, { status: 'started' });
-          return true;
-        }
+        if ((deployment.status?.readyReplicas ?? 0) >= 1) return true;
         ctx.heartbeat();
         const rv = deployment.metadata?.resourceVersion;
         await waitForChange(kube, path, name, rv, 5000, ctx.cancellationSignal);
@@ -353,6 +460,8 @@ export function createActivities(deps: ActivityDeps) {
       generation: number,
     ): Promise<JobOutcome> {
       const ctx = Context.current();
+      // An early heartbeat, so that a cancellation reaches the activity before its Job exists.
+      ctx.heartbeat();
       await guard('initialize', async () => {
         await mirrorOnDeployment(build.name, { status: 'initializing', initStatus: 'started' });
       });
@@ -367,20 +476,37 @@ export function createActivities(deps: ActivityDeps) {
         'initializing',
         `${deps.baseUrl}/builds/${build.name}`,
       ).catch((error: unknown) => log.warn({ build: build.name, err: error }, 'commit status'));
-      const outcome = await guard('initialize', () =>
-        runBuildJob(build, config, 'initialize', generation),
-      );
+      const outcome = await guard('initialize', async () => {
+        const job = await renderJob(
+          build,
+          config,
+          'initialize',
+          jobName(build.name, 'initialize', generation),
+        );
+        if (ctx.cancellationSignal.aborted) await ctx.cancelled;
+        return runBuildJob(build, 'initialize', job);
+      });
       if (ctx.cancellationSignal.aborted) await ctx.cancelled;
       return outcome;
     },
 
-    /** Runs the cleanup Job; a failed cleanup throws (retried with backoff by the workflow). */
-    async cleanup(build: BuildRef, config: ResolvedBuild, generation: number): Promise<JobOutcome> {
-      const outcome = await guard('cleanup', () =>
-        runBuildJob(build, config, 'cleanup', generation),
-      );
+    /**
+     * Runs one cleanup attempt: a fresh Job named by `generation`, rendered with the repos file
+     * as it is now (an operator may have fixed it), else with `config` (what the build was
+     * deployed with), else the Job recorded at deploy time. A failed Job is a non-retryable
+     * `CleanupFailed`: the workflow decides about further attempts.
+     */
+    async cleanup(
+      build: BuildRef,
+      config: ResolvedBuild | null,
+      generation: number,
+    ): Promise<JobOutcome> {
+      const outcome = await guard('cleanup', async () => {
+        const name = jobName(build.name, 'cleanup', generation);
+        return runBuildJob(build, 'cleanup', await cleanupJob(build, config, name));
+      });
       if (!outcome.succeeded) {
-        throw ApplicationFailure.retryable(
+        throw ApplicationFailure.nonRetryable(
           `cleanup Job ${outcome.jobName} failed: ${outcome.reason ?? 'unknown'}`,
           failureTypes.cleanupFailed,
         );
@@ -394,17 +520,7 @@ export function createActivities(deps: ActivityDeps) {
         namespace,
         labelSelector: `${BUILD_LABEL}=${name},${JOB_KIND_LABEL}=${kind}`,
       });
-      for (const job of jobs.items) {
-        await kube.batch
-          .deleteNamespacedJob({
-            name: job.metadata?.name ?? '',
-            namespace,
-            propagationPolicy: 'Background',
-          })
-          .catch((error: unknown) => {
-            if (!isKubeStatus(error, 404)) throw error;
-          });
-      }
+      for (const job of jobs.items) await deleteJob(job.metadata?.name ?? '');
       return jobs.items.length;
     },
 

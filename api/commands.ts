@@ -4,9 +4,9 @@
  * to the API's errors (an invalid transition is a 409 at once, thanks to the validators).
  */
 import {
+  isGrpcServiceError,
   WorkflowNotFoundError,
   WorkflowUpdateFailedError,
-  WorkflowUpdateStage,
   type Client,
 } from '@temporalio/client';
 import type { CommitInfo } from '../domain/build.js';
@@ -19,7 +19,12 @@ import {
   type BuildTrigger,
 } from '../domain/messages.js';
 import { buildName } from '../domain/names.js';
-import { BuildNotFoundError, InvalidTransitionError, UnsupportedRepoError } from '../lib/errors.js';
+import {
+  BuildNotFoundError,
+  ClientError,
+  InvalidTransitionError,
+  UnsupportedRepoError,
+} from '../lib/errors.js';
 import type { GitHubClient } from '../lib/github.js';
 import { findRepoConfig, type RepoConfig } from '../lib/settings.js';
 import { ensureBuild, type TemporalOptions } from '../lib/temporal.js';
@@ -32,8 +37,9 @@ export interface BuildCommands {
   /** Starts (or finds) the build of a commit; refuses repos and branches not configured. */
   trigger(commit: CommitInfo, trigger: BuildTrigger): Promise<string>;
   /**
-   * Sends an update. start and stop wait until applied; reset and undeploy return once the
-   * workflow accepted them (undeploying takes as long as the cleanup Job).
+   * Sends an update and returns once the workflow has taken it: start, stop
+   * and reset once applied, undeploy once under way (the cleanup takes its time). A refused
+   * transition is an {@link InvalidTransitionError} with the validator's reason (HTTP 409).
    */
   transition(name: string, transition: Transition): Promise<void>;
   /** Whether the repo and branch are configured for builds. */
@@ -48,7 +54,12 @@ export interface BuildCommandsOptions {
   temporal: TemporalOptions;
   repos: () => readonly RepoConfig[];
   github?: GitHubClient | undefined;
+  /** How long an update may take before the API gives up on it (default 30 s). */
+  updateTimeoutMs?: number;
 }
+
+/** gRPC status DEADLINE_EXCEEDED. */
+const GRPC_DEADLINE_EXCEEDED = 4;
 
 const updates = {
   start: startUpdate,
@@ -72,16 +83,22 @@ export function createBuildCommands(options: BuildCommandsOptions): BuildCommand
     },
     async transition(name, transition) {
       const handle = options.client.workflow.getHandle(name);
+      const timeoutMs = options.updateTimeoutMs ?? 30_000;
       try {
-        if (transition === 'start' || transition === 'stop') {
-          await handle.executeUpdate(updates[transition]);
-        } else {
-          await handle.startUpdate(updates[transition], {
-            waitForStage: WorkflowUpdateStage.ACCEPTED,
-          });
-        }
+        // Waiting for the outcome, never just the acceptance: a validator's refusal is only
+        // known from it (docs/failures.md). A deadline, so that no request hangs on a build
+        // whose worker is away.
+        await options.client.withDeadline(Date.now() + timeoutMs, () =>
+          handle.executeUpdate(updates[transition]),
+        );
       } catch (error) {
         if (error instanceof WorkflowNotFoundError) throw new BuildNotFoundError(name);
+        if (isGrpcServiceError(error) && error.code === GRPC_DEADLINE_EXCEEDED) {
+          throw new ClientError(
+            `build ${name} did not answer ${transition} within ${timeoutMs / 1000} s: no builds worker may be running; the request stays queued`,
+            503,
+          );
+        }
         if (error instanceof WorkflowUpdateFailedError) {
           const cause = error.cause as { type?: string; message?: string } | undefined;
           if (cause?.type === INVALID_TRANSITION) {

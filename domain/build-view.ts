@@ -2,7 +2,13 @@
  * A build as the API and UI show it, read from its Deployment (the mirror of the workflow's
  * state), in JSON close to runboat's.
  */
-import { annotations, deriveStatus, type BuildStatus, type CommitInfo } from './build.js';
+import {
+  annotations,
+  deriveStatus,
+  STATUS_LABEL,
+  type BuildStatus,
+  type CommitInfo,
+} from './build.js';
 import { buildSlug } from './names.js';
 
 /** What the view needs of a Deployment. */
@@ -34,9 +40,14 @@ export interface BuildView {
   failure_reason: string | null;
 }
 
-function iso(value: Date | string | undefined): string | null {
-  if (value === undefined) return null;
-  return value instanceof Date ? value.toISOString() : value;
+/**
+ * Every time in the API in one format: ISO 8601, UTC, milliseconds (Kubernetes writes seconds,
+ * the Python runboat writes `+00:00` offsets). An unreadable value is shown as it is.
+ */
+export function isoTime(value: Date | string | undefined | null): string | null {
+  if (value === undefined || value === null || value === '') return null;
+  const time = value instanceof Date ? value : new Date(value);
+  return Number.isNaN(time.getTime()) ? String(value) : time.toISOString();
 }
 
 /** The commit a Deployment was built from, from its annotations. */
@@ -70,6 +81,7 @@ export function buildView(deployment: DeploymentLike, buildDomain: string): Buil
       replicas: deployment.spec?.replicas ?? 0,
       readyReplicas: deployment.status?.readyReplicas ?? 0,
       annotations: notes,
+      statusLabel: deployment.metadata?.labels?.[STATUS_LABEL],
     }),
     init_status: notes[annotations.initStatus] ?? 'todo',
     deploy_link: `https://${slug}.${buildDomain}`,
@@ -77,8 +89,8 @@ export function buildView(deployment: DeploymentLike, buildDomain: string): Buil
     repo_target_branch_link: `${repoLink}/tree/${commit.targetBranch}`,
     repo_pr_link: commit.pr === null ? null : `${repoLink}/pull/${commit.pr}`,
     repo_commit_link: `${repoLink}/commit/${commit.gitCommit}`,
-    created: iso(deployment.metadata?.creationTimestamp),
-    last_scaled: notes[annotations.lastScaled] ?? null,
+    created: isoTime(deployment.metadata?.creationTimestamp),
+    last_scaled: isoTime(notes[annotations.lastScaled]),
     failure_reason: notes[annotations.failureReason] || null,
   };
 }

@@ -17,6 +17,8 @@ export interface CommitInfo {
 
 /** Status of a build, derived from its Deployment exactly as runboat does (plus cleanup-failed). */
 export type BuildStatus =
+  /** Asked for (its workflow exists) but not deployed yet: no worker has taken it so far. */
+  | 'queued'
   | 'todo'
   | 'initializing'
   | 'failed'
@@ -29,6 +31,7 @@ export type BuildStatus =
 
 /** Every build status, in lifecycle order. */
 export const buildStatuses: readonly BuildStatus[] = [
+  'queued',
   'todo',
   'initializing',
   'failed',
@@ -96,12 +99,16 @@ export interface DeploymentView {
   replicas: number;
   readyReplicas: number;
   annotations: Record<string, string | undefined>;
+  /** The `runboat/status` label: `undeploying` from the moment an undeploy is asked for. */
+  statusLabel?: string | undefined;
 }
 
 /** Derives the build status from its Deployment (same rules as runboat, plus cleanup-failed). */
 export function deriveStatus(view: DeploymentView): BuildStatus {
   if (view.annotations[annotations.cleanupStatus] === 'failed') return 'cleanup-failed';
-  if (view.deletionTimestamp) return 'undeploying';
+  // The label is written when the undeploy is asked for, before the Deployment is deleted (the
+  // cleanup Job runs first): from then on the build is undeploying, whatever its replicas say.
+  if (view.deletionTimestamp || view.statusLabel === 'undeploying') return 'undeploying';
   switch (view.annotations[annotations.initStatus] as InitStatus | undefined) {
     case 'todo':
     case undefined:

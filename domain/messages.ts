@@ -43,6 +43,10 @@ export interface BuildWorkflowInput {
   cancelSuperseded?: boolean;
   /** Continue-as-new once history has this many events (default: when Temporal suggests it). */
   maxHistoryEvents?: number;
+  /** Cleanup Jobs run for one undeploy before the build shows cleanup-failed (default 4). */
+  cleanupAttempts?: number;
+  /** Seconds before the second cleanup attempt, doubled before each further one (default 5). */
+  cleanupRetrySeconds?: number;
 }
 
 /** Scale the build to 1 replica. Valid from stopped, stopping, starting, started. */

@@ -93,6 +93,10 @@ const envSchema = z.object({
   RUNBOAT_ADOPT_INTERVAL_SECONDS: z.coerce.number().positive().default(30),
   /** Seconds between two checks that every sticky branch head has a build. */
   RUNBOAT_STICKY_INTERVAL_SECONDS: z.coerce.number().positive().default(300),
+  /** Cleanup Jobs run for one undeploy before the build shows `cleanup-failed`. */
+  RUNBOAT_CLEANUP_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(4),
+  /** Seconds before the second cleanup attempt; doubled before each further one. */
+  RUNBOAT_CLEANUP_RETRY_SECONDS: z.coerce.number().positive().default(5),
   RUNBOAT_API_HOST: z.string().default('127.0.0.1'),
   RUNBOAT_API_PORT: z.coerce.number().int().min(0).max(65535).default(8000),
   /** Secret of the GitHub webhook; required unless RUNBOAT_WEBHOOK_INSECURE is set. */

@@ -7,10 +7,10 @@
 import { WorkflowIdConflictPolicy, type Client } from '@temporalio/client';
 import { CLEANUP_FINALIZER, JOB_KIND_LABEL } from '../domain/build.js';
 import { adoptedState } from '../domain/adoption.js';
-import { fleetWorkflowId, type BuildWorkflowInput } from '../domain/messages.js';
+import type { BuildWorkflowInput } from '../domain/messages.js';
 import type { KubeClients } from '../lib/kube.js';
 import type { Logger } from '../lib/logger.js';
-import type { TemporalOptions } from '../lib/temporal.js';
+import { buildPolicy, type TemporalOptions } from '../lib/temporal.js';
 import type { DeploymentWatcher } from './deployment-watcher.js';
 
 /** Options of {@link startAdopter}. */
@@ -64,8 +64,7 @@ export function startAdopter(options: AdopterOptions): Adopter {
         commit: state.commit,
         trigger: { kind: 'adopted' },
         state,
-        initTaskQueue: temporal.initTaskQueue,
-        fleetWorkflowId: fleetWorkflowId(temporal.buildsTaskQueue),
+        ...buildPolicy(temporal),
       };
       try {
         const handle = await client.workflow.start('buildWorkflow', {

@@ -4,21 +4,24 @@
  * build's Deployment by the activities and into the workflow's search attributes here.
  */
 import {
+  ActivityCancellationType,
   allHandlersFinished,
   ApplicationFailure,
   CancellationScope,
   condition,
   continueAsNew,
   getExternalWorkflowHandle,
+  isCancellation,
   log,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
+  sleep,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { SearchAttributeUpdatePair } from '@temporalio/common';
-import type { BuildActivities } from '../activities/index.js';
+import type { BuildActivities, Mirror } from '../activities/index.js';
 import type { BuildRef, BuildStatus, ResolvedBuild } from '../domain/build.js';
 import {
   defaultTaskQueues,
@@ -35,6 +38,7 @@ import {
   type BuildState,
   type BuildWorkflowInput,
 } from '../domain/messages.js';
+import { failureReason } from '../domain/failures.js';
 import { buildName, buildSlug } from '../domain/names.js';
 import { buildSearchAttributeKeys as keys } from '../domain/search-attributes.js';
 
@@ -63,11 +67,19 @@ const waiting = proxyActivities<BuildActivities>({
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' },
 });
 
-/** The cleanup Job: a few attempts with backoff, then the build shows cleanup-failed. */
+/**
+ * One cleanup attempt (one Job). Errors on the way (the API server away) are retried here; a
+ * failed Job is not: the workflow runs a fresh Job for each of its attempts.
+ */
 const cleanupActivities = proxyActivities<BuildActivities>({
   startToCloseTimeout: '30 minutes',
   heartbeatTimeout: '20 seconds',
-  retry: { initialInterval: '5s', backoffCoefficient: 2, maximumAttempts: 4 },
+  retry: {
+    initialInterval: '1s',
+    backoffCoefficient: 2,
+    maximumInterval: '30s',
+    maximumAttempts: 10,
+  },
 });
 
 /** Commit statuses: best effort, they never hold a build up. */
@@ -84,22 +96,11 @@ interface Action {
   error?: string;
 }
 
-/** Statuses from which each update is allowed. */
-const allowedFrom: Record<ActionKind, readonly BuildStatus[]> = {
+/** Statuses from which each update is allowed (undeploy: any). */
+const allowedFrom: Record<Exclude<ActionKind, 'undeploy'>, readonly BuildStatus[]> = {
   start: ['stopped', 'stopping', 'starting', 'started'],
   stop: ['stopped', 'stopping', 'starting', 'started'],
   reset: ['todo', 'initializing', 'failed', 'stopped', 'stopping', 'starting', 'started'],
-  undeploy: [
-    'todo',
-    'initializing',
-    'failed',
-    'stopped',
-    'stopping',
-    'starting',
-    'started',
-    'undeploying',
-    'cleanup-failed',
-  ],
 };
 
 function invalidTransition(message: string): ApplicationFailure {
@@ -133,6 +134,9 @@ class Build {
       // The Job's own deadline bounds the init; the heartbeat notices a dead worker.
       startToCloseTimeout: '24 hours',
       heartbeatTimeout: '20 seconds',
+      // A cancelled init deletes its own Job before it ends: wait for that, so that the next
+      // init never runs beside it (docs/failures.md).
+      cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
       retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute' },
     });
   }
@@ -143,6 +147,16 @@ class Build {
 
   private pendingOf(...kinds: ActionKind[]): boolean {
     return this.actions.some((action) => kinds.includes(action.kind));
+  }
+
+  /** An undeploy was asked for and has not ended in cleanup-failed. */
+  private get undeploying(): boolean {
+    return this.state.status === 'undeploying' || this.pendingOf('undeploy');
+  }
+
+  /** The status to show: once an undeploy is asked for, nothing else until it ends. */
+  private shown(status: BuildStatus): BuildStatus {
+    return this.pendingOf('undeploy') && status !== 'cleanup-failed' ? 'undeploying' : status;
   }
 
   register(): void {
@@ -163,7 +177,7 @@ class Build {
         this.setStatus('initializing');
       }
     });
-    setHandler(evictSignal, (kind) => {
+    setHandler(evictSignal, async (kind) => {
       // The fleet counted from the cluster; by now the build may have moved on: re-check.
       if (this.actions.length > 0) return;
       if (kind === 'stop' && ['started', 'starting'].includes(this.state.status)) {
@@ -171,19 +185,19 @@ class Build {
       }
       if (kind === 'undeploy' && ['stopped', 'failed'].includes(this.state.status)) {
         log.info('evicted', { build: this.state.name });
-        this.actions.push({ kind: 'undeploy', done: false });
+        await this.queueUndeploy();
       }
       if (kind === 'supersede' && this.state.status === 'todo') {
         log.info('superseded while queued for init', { build: this.state.name });
-        this.actions.push({ kind: 'undeploy', done: false });
+        await this.queueUndeploy();
       }
     });
-    setHandler(driftSignal, (event) => {
+    setHandler(driftSignal, async (event) => {
       log.info('drift', { build: this.state.name, event });
       const gone = event.kind === 'deployment-deleting' || event.kind === 'deployment-gone';
-      if (gone && this.state.status !== 'undeploying' && !this.pendingOf('undeploy')) {
+      if (gone && !this.undeploying) {
         // Someone deleted the Deployment: the finalizer holds it until the cleanup has run.
-        this.actions.push({ kind: 'undeploy', done: false });
+        await this.queueUndeploy();
       }
       if (event.kind === 'scaled' && this.actions.length === 0) {
         // Scaled by hand: taken as a start or a stop, so that the limits, the mirror and
@@ -198,11 +212,10 @@ class Build {
     });
   }
 
+  /** Refuses at once (HTTP 409) what the build cannot do now; an undeploy is always taken. */
   private validate(kind: ActionKind): void {
-    if (
-      this.pendingOf('undeploy') ||
-      (this.state.status === 'undeploying' && kind !== 'undeploy')
-    ) {
+    if (kind === 'undeploy') return;
+    if (this.undeploying) {
       throw invalidTransition(`cannot ${kind} build ${this.state.name}: it is being undeployed`);
     }
     if (!allowedFrom[kind].includes(this.state.status)) {
@@ -212,7 +225,21 @@ class Build {
     }
   }
 
+  /** Nothing to do: stop a stopped build, start a started one. Answered at once, no change. */
+  private isNoOp(kind: ActionKind): boolean {
+    if (this.pendingOf('start', 'stop', 'reset')) return false;
+    if (kind === 'start') return ['started', 'starting'].includes(this.state.status);
+    if (kind === 'stop') return this.state.status === 'stopped';
+    return false;
+  }
+
   private async request(kind: ActionKind): Promise<BuildState> {
+    if (kind === 'undeploy') {
+      // Asked again while undeploying: the answer is what is under way.
+      if (!this.undeploying) await this.queueUndeploy();
+      return this.state;
+    }
+    if (this.isNoOp(kind)) return this.state;
     const action: Action = { kind, done: false };
     this.actions.push(action);
     await condition(() => action.done);
@@ -220,9 +247,34 @@ class Build {
     return this.state;
   }
 
+  /**
+   * Queues the undeploy and shows it at once (status, search attribute, Deployment label), for
+   * the whole cleanup: the actions queued before it are refused, since it ends them anyway.
+   */
+  private async queueUndeploy(): Promise<void> {
+    for (const queued of this.actions.splice(0)) {
+      queued.done = true;
+      queued.error = `cannot ${queued.kind} build ${this.state.name}: it is being undeployed`;
+    }
+    this.actions.push({ kind: 'undeploy', done: false });
+    this.setStatus('undeploying');
+    await this.mirror({ status: 'undeploying', cleanupStatus: '' });
+  }
+
   private setStatus(status: BuildStatus): void {
-    this.state.status = status;
-    upsertSearchAttributes([{ key: keys.status, value: status }]);
+    this.state.status = this.shown(status);
+    upsertSearchAttributes([{ key: keys.status, value: this.state.status }]);
+  }
+
+  /** Mirrors onto the Deployment; a failure to mirror is logged, never the build's end. */
+  private async mirror(mirror: Mirror): Promise<void> {
+    const shown = mirror.status ? { ...mirror, status: this.shown(mirror.status) } : mirror;
+    try {
+      await local.mirror(this.state.name, shown);
+    } catch (error) {
+      if (isCancellation(error)) throw error;
+      log.warn('not mirrored', { build: this.state.name, reason: failureReason(error) });
+    }
   }
 
   private async configuration(): Promise<ResolvedBuild> {
@@ -238,17 +290,30 @@ class Build {
   }
 
   async run(): Promise<BuildState> {
-    if (!this.input.state) await this.deploy();
-    else if (this.input.trigger.kind === 'adopted') await this.adopt();
+    try {
+      if (!this.input.state) await this.deploy();
+      else if (this.input.trigger.kind === 'adopted') await this.adopt();
+    } catch (error) {
+      await this.failed(error, 'build');
+    }
     for (;;) {
       const action = this.actions.shift();
       if (action) {
-        const ended = await this.perform(action);
-        if (ended) break;
+        try {
+          if (await this.perform(action)) break;
+        } catch (error) {
+          await this.failed(error, 'build');
+        } finally {
+          action.done = true;
+        }
         continue;
       }
       if (this.state.status === 'todo' || this.state.status === 'initializing') {
-        await this.initialize();
+        try {
+          await this.initialize();
+        } catch (error) {
+          await this.failed(error, 'init-log');
+        }
         continue;
       }
       if (this.shouldContinueAsNew()) {
@@ -266,6 +331,22 @@ class Build {
     }
     await condition(allHandlersFinished);
     return this.state;
+  }
+
+  /**
+   * A build never fails its workflow: an error no retry can fix (invalid kubefiles, a missing
+   * secret, a repo gone from the repos file, a refused manifest) becomes status `failed` with
+   * its root cause, mirrored and reported, and the build keeps serving reset and undeploy.
+   */
+  private async failed(error: unknown, link: 'build' | 'init-log'): Promise<void> {
+    if (isCancellation(error)) throw error;
+    const reason = failureReason(error);
+    log.error('build failed', { build: this.state.name, reason });
+    this.state.failureReason = reason;
+    this.state.initStatus = 'failed';
+    await this.mirror({ status: 'failed', initStatus: 'failed', failureReason: reason });
+    this.setStatus('failed');
+    await this.report('failure', reason.slice(0, 120), link);
   }
 
   /** Applies the deployment objects: the build is visible at once, queued for init. */
@@ -332,11 +413,15 @@ class Build {
     try {
       await statuses.postCommitStatus(this.ref, state, description, link);
     } catch (error) {
+      if (isCancellation(error)) throw error;
       log.warn('commit status not reported', { build: this.state.name, error: String(error) });
     }
   }
 
-  /** Runs the init Job; a reset or undeploy meanwhile cancels it and kills the Job. */
+  /**
+   * Runs the init Job; a reset or undeploy meanwhile cancels it, waits until the activity has
+   * deleted its Job, and kills any Job left.
+   */
   private async initialize(): Promise<void> {
     const config = await this.configuration();
     const generation = ++this.state.initGeneration;
@@ -357,8 +442,7 @@ class Build {
       return;
     }
     if ('error' in outcome) {
-      const reason = outcome.error instanceof Error ? outcome.error.message : String(outcome.error);
-      await this.initEnded(false, reason);
+      await this.initEnded(false, failureReason(outcome.error));
       return;
     }
     await this.initEnded(outcome.result.succeeded, outcome.result.reason);
@@ -369,7 +453,7 @@ class Build {
     if (succeeded) {
       this.state.failureReason = null;
       await local.mirror(this.state.name, {
-        status: 'stopped',
+        status: this.shown('stopped'),
         initStatus: 'succeeded',
         failureReason: '',
       });
@@ -379,7 +463,7 @@ class Build {
       const failureReason = reason ?? 'init failed';
       this.state.failureReason = failureReason;
       await short.mirror(this.state.name, {
-        status: 'failed',
+        status: this.shown('failed'),
         initStatus: 'failed',
         failureReason,
       });
@@ -401,7 +485,7 @@ class Build {
     switch (action.kind) {
       case 'start': {
         await short.applyHook(this.ref, await this.configuration(), 'start');
-        this.state.lastScaled = await local.scale(this.state.name, 1);
+        this.state.lastScaled = await local.scale(this.state.name, 1, this.shown('starting'));
         this.setStatus('starting');
         done();
         await this.notifyFleet();
@@ -409,7 +493,7 @@ class Build {
         return false;
       }
       case 'stop': {
-        this.state.lastScaled = await local.scale(this.state.name, 0);
+        this.state.lastScaled = await local.scale(this.state.name, 0, this.shown('stopped'));
         await short.applyHook(this.ref, await this.configuration(), 'stop');
         this.setStatus('stopped');
         done();
@@ -440,6 +524,7 @@ class Build {
       scope.cancel();
       await ready.catch(() => undefined);
     } else if (outcome) {
+      await local.mirror(this.state.name, { status: this.shown('started') });
       this.setStatus('started');
     }
   }
@@ -447,8 +532,16 @@ class Build {
   /** Runs the init again from scratch, with the configuration as it is now. */
   private async reset(): Promise<void> {
     await short.killJobs(this.state.name, 'initialize');
+    const previous = this.config;
     this.config = undefined;
-    const config = await this.configuration();
+    let config: ResolvedBuild;
+    try {
+      config = await this.configuration();
+    } catch (error) {
+      // The repo left the repos file: the build keeps what its undeploy needs.
+      this.config = previous;
+      throw error;
+    }
     // Re-applying the deployment mode sets replicas 0 and init-status todo again.
     await short.deploy(this.ref, config);
     await short.mirror(this.state.name, { status: 'todo', failureReason: '', cleanupStatus: '' });
@@ -458,28 +551,57 @@ class Build {
     await this.report('pending', 'queued for initialization', 'build');
   }
 
-  /** Stops, drops the database through the cleanup Job, deletes everything. */
+  /**
+   * Stops, drops the database through the cleanup Job (a fresh Job per attempt, with backoff),
+   * deletes everything. What keeps failing ends `cleanup-failed` with its root cause; a later
+   * undeploy tries again. True once the build is gone.
+   */
   private async undeploy(): Promise<boolean> {
     this.setStatus('undeploying');
-    await short.mirror(this.state.name, { status: 'undeploying' });
-    await short.killJobs(this.state.name, 'initialize');
-    await short.scale(this.state.name, 0);
-    const config = await this.configuration();
     try {
-      await cleanupActivities.cleanup(this.ref, config, ++this.state.cleanupGeneration);
+      await short.mirror(this.state.name, { status: 'undeploying', cleanupStatus: '' });
+      await short.killJobs(this.state.name, 'initialize');
+      await short.scale(this.state.name, 0, 'undeploying');
+      await this.cleanup();
+      await waiting.deleteBuildObjects(this.state.name);
+      return true;
     } catch (error) {
-      this.state.failureReason = error instanceof Error ? error.message : String(error);
-      log.error('cleanup failed', { build: this.state.name, reason: this.state.failureReason });
-      await short.mirror(this.state.name, {
+      if (isCancellation(error)) throw error;
+      const reason = failureReason(error);
+      this.state.failureReason = reason;
+      log.error('cleanup failed', { build: this.state.name, reason });
+      await this.mirror({
         status: 'cleanup-failed',
         cleanupStatus: 'failed',
-        failureReason: this.state.failureReason,
+        failureReason: reason,
       });
       this.setStatus('cleanup-failed');
       return false;
     }
-    await waiting.deleteBuildObjects(this.state.name);
-    return true;
+  }
+
+  private async cleanup(): Promise<void> {
+    const attempts = this.input.cleanupAttempts ?? 4;
+    let delay = (this.input.cleanupRetrySeconds ?? 5) * 1000;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await cleanupActivities.cleanup(
+          this.ref,
+          this.config ?? null,
+          ++this.state.cleanupGeneration,
+        );
+        return;
+      } catch (error) {
+        if (isCancellation(error) || attempt >= attempts) throw error;
+        log.warn('cleanup attempt failed', {
+          build: this.state.name,
+          attempt,
+          reason: failureReason(error),
+        });
+        await sleep(delay);
+        delay *= 2;
+      }
+    }
   }
 }
 

@@ -43,6 +43,8 @@ export interface BuildEnv {
   temporal: TemporalOptions;
   /** Environment of the worker processes. */
   workerEnv: NodeJS.ProcessEnv;
+  /** Rewrites the repos file (the processes read it anew). */
+  writeRepos(repos: unknown[]): Promise<void>;
   startWorker(env?: NodeJS.ProcessEnv): Promise<WorkerProcess>;
   /** A commit with a fresh random SHA. */
   commit(repo: string, targetBranch: string, pr?: number | null): CommitInfo;
@@ -122,6 +124,7 @@ export async function createBuildEnv(options: BuildEnvOptions): Promise<BuildEnv
     github,
     temporal,
     workerEnv,
+    writeRepos: (repos) => writeFile(reposFile, JSON.stringify(repos, null, 2)),
     startWorker,
     commit: (repo, targetBranch, pr = null) => ({
       repo,
@@ -146,6 +149,7 @@ export async function createBuildEnv(options: BuildEnvOptions): Promise<BuildEnv
             replicas: found.spec?.replicas ?? 0,
             readyReplicas: found.status?.readyReplicas ?? 0,
             annotations: found.metadata?.annotations ?? {},
+            statusLabel: found.metadata?.labels?.['runboat/status'],
           });
           const label = found.metadata?.labels?.['runboat/status'];
           if (derived !== status || label !== status) {

@@ -1,0 +1,514 @@
+/**
+ * Failure paths against the real system (real worker and API processes, real Temporal and
+ * Kubernetes): refused transitions answer 409, an undeploy shows at once, each cleanup attempt
+ * runs a fresh Job, reasons keep their root cause, a build workflow never fails, a reset during
+ * init never leaves two init Jobs, and no-ops change nothing.
+ */
+import { cp, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Watch, type V1Job } from '@kubernetes/client-node';
+import type { WorkflowHandle } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { annotations, BUILD_LABEL, JOB_KIND_LABEL, type CommitInfo } from '../../domain/build.js';
+import { resetUpdate, stateQuery } from '../../domain/messages.js';
+import { buildName } from '../../domain/names.js';
+import { buildSearchAttributeKeys } from '../../domain/search-attributes.js';
+import { OUTCOME_LABEL, RUN_FOR_ANNOTATION } from '../../dev/kwok-stages.js';
+import { spawnApi, type WorkerProcess } from '../../dev/worker-process.js';
+import { defaultKubefilesDir } from '../../lib/kubefiles.js';
+import { ensureBuild } from '../../lib/temporal.js';
+import { createBuildEnv, testRepos, type BuildEnv } from './build-env.js';
+import { eventually } from './helpers.js';
+
+const TOKEN = 'failure-paths-admin-token';
+const CLEANUP = { attempts: 3, retrySeconds: 1 };
+const image = 'ghcr.io/acme/odoo:16.0';
+
+let env: BuildEnv;
+let api: WorkerProcess & { url: string };
+let worker: WorkerProcess;
+let repos: unknown[];
+
+/** The default kubefiles with one template replaced. */
+async function kubefilesWith(file: string, text: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'runboat-kubefiles-'));
+  await cp(defaultKubefilesDir, dir, { recursive: true });
+  await writeFile(join(dir, file), text);
+  return dir;
+}
+
+/** The default cleanup Job, failing on every attempt but the third (`<build>-cleanup-3`). */
+async function kubefilesFailingCleanupTwice(): Promise<string> {
+  const original = await readFile(join(defaultKubefilesDir, 'cleanup.yaml.njk'), 'utf8');
+  // The pod labels of the cleanup Job: fail unless this is the third attempt.
+  const withOutcome = original.replace(
+    '        runboat/build: {{ buildName | yaml }}\n        runboat/job-kind: cleanup\n      annotations:',
+    [
+      '{% if not r/-cleanup-3$/.test(job.name) %}',
+      `        ${OUTCOME_LABEL}: fail`,
+      '{% endif %}',
+      '        runboat/build: {{ buildName | yaml }}',
+      '        runboat/job-kind: cleanup',
+      '      annotations:',
+    ].join('\n'),
+  );
+  expect(withOutcome).not.toBe(original);
+  return kubefilesWith('cleanup.yaml.njk', withOutcome);
+}
+
+beforeAll(async () => {
+  repos = [
+    {
+      repo: 'acme/cleanfail',
+      branch: '.*',
+      builds: [{ image, templateVars: { cleanupPodLabels: { [OUTCOME_LABEL]: 'fail' } } }],
+    },
+    {
+      repo: 'acme/slowclean',
+      branch: '.*',
+      builds: [{ image, templateVars: { cleanupPodAnnotations: { [RUN_FOR_ANNOTATION]: '3s' } } }],
+    },
+    {
+      repo: 'acme/flakyclean',
+      branch: '.*',
+      builds: [{ image, kubefiles: await kubefilesFailingCleanupTwice() }],
+    },
+    {
+      repo: 'acme/slowinit',
+      branch: '.*',
+      builds: [{ image, templateVars: { initPodAnnotations: { [RUN_FOR_ANNOTATION]: '4s' } } }],
+    },
+    {
+      repo: 'acme/nosecret',
+      branch: '.*',
+      builds: [{ image, secretEnv: { PGPASSWORD: 'NO_SUCH_VARIABLE_ANYWHERE' } }],
+    },
+    {
+      repo: 'acme/badinit',
+      branch: '.*',
+      builds: [
+        { image, kubefiles: await kubefilesWith('initialize.yaml.njk', 'kind: [unclosed\n') },
+      ],
+    },
+    {
+      repo: 'acme/baddeploy',
+      branch: '.*',
+      builds: [
+        {
+          image,
+          kubefiles: await kubefilesWith(
+            'deployment.yaml.njk',
+            'apiVersion: v1\nkind: Pod\nmetadata:\n  name: {{ buildName }}-pod\n',
+          ),
+        },
+      ],
+    },
+    testRepos.failing,
+    testRepos.acme,
+  ];
+  env = await createBuildEnv({ repos });
+  worker = await env.startWorker({
+    RUNBOAT_CLEANUP_ATTEMPTS: String(CLEANUP.attempts),
+    RUNBOAT_CLEANUP_RETRY_SECONDS: String(CLEANUP.retrySeconds),
+    RUNBOAT_ADOPT_INTERVAL_SECONDS: '1',
+  });
+  const dir = await mkdtemp(join(tmpdir(), 'runboat-failure-api-'));
+  api = await spawnApi(
+    {
+      ...env.workerEnv,
+      RUNBOAT_API_PORT: '0',
+      RUNBOAT_WEBHOOK_SECRET: 'failure-paths-secret',
+      RUNBOAT_ADMIN_TOKEN: TOKEN,
+      RUNBOAT_CLEANUP_ATTEMPTS: String(CLEANUP.attempts),
+      RUNBOAT_CLEANUP_RETRY_SECONDS: String(CLEANUP.retrySeconds),
+    },
+    join(dir, 'api.log'),
+  );
+});
+
+afterAll(async () => {
+  await api?.stop();
+  await env?.close();
+});
+
+async function call(method: string, path: string) {
+  const response = await fetch(`${api.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${TOKEN}` },
+  });
+  const text = await response.text();
+  let json: Record<string, unknown> = {};
+  try {
+    json = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    // not JSON: the assertions on status say enough
+  }
+  return { status: response.status, json, text };
+}
+
+/** Starts a build with the cleanup policy of this file. */
+function build(commit: CommitInfo): Promise<WorkflowHandle> {
+  return ensureBuild(
+    env.client,
+    { ...env.temporal, cleanup: CLEANUP },
+    { commit, trigger: { kind: 'api' } },
+  );
+}
+
+async function apiStatus(name: string): Promise<string | undefined> {
+  const { status, json } = await call('GET', `/api/v1/builds/${name}`);
+  return status === 404 ? undefined : (json.status as string);
+}
+
+async function waitForApi(name: string, status: string, timeoutMs = 60_000) {
+  return eventually(
+    async () => {
+      const { json } = await call('GET', `/api/v1/builds/${name}`);
+      expect(json.status).toBe(status);
+      return json;
+    },
+    timeoutMs,
+    100,
+  );
+}
+
+/** The workflow's status search attribute, as the Temporal UI finds it. */
+async function searchStatus(handle: WorkflowHandle): Promise<unknown> {
+  const description = await handle.describe();
+  return description.searchAttributes[buildSearchAttributeKeys.status.name]?.[0];
+}
+
+/** Records every Job of one kind the cluster shows, and the most of one build that existed. */
+async function watchJobs(kind: 'initialize' | 'cleanup') {
+  const existing = new Map<string, Set<string>>();
+  const seen = new Set<string>();
+  let peak = 0;
+  const controller = await new Watch(env.kube.config).watch(
+    `/apis/batch/v1/namespaces/${env.namespace}/jobs`,
+    { labelSelector: `${JOB_KIND_LABEL}=${kind}` },
+    (phase, job: V1Job) => {
+      const name = job.metadata?.name ?? '';
+      const owner = job.metadata?.labels?.[BUILD_LABEL] ?? '';
+      const jobs = existing.get(owner) ?? new Set<string>();
+      existing.set(owner, jobs);
+      if (phase === 'DELETED') jobs.delete(name);
+      else {
+        jobs.add(name);
+        seen.add(name);
+      }
+      peak = Math.max(peak, jobs.size);
+    },
+    () => undefined,
+  );
+  return {
+    get peak() {
+      return peak;
+    },
+    seen,
+    stop: () => controller.abort(),
+  };
+}
+
+describe('refused transitions', () => {
+  it('answer 409 with the reason; a repeated undeploy answers 202 with what is under way', async () => {
+    const commit = env.commit('acme/cleanfail', 'main');
+    const name = buildName(commit);
+    await build(commit);
+    await waitForApi(name, 'stopped');
+
+    const first = await call('DELETE', `/api/v1/builds/${name}`);
+    expect(first.status).toBe(202);
+    const again = await call('DELETE', `/api/v1/builds/${name}`);
+    expect(again.status).toBe(202);
+    expect(again.json).toEqual({ undeploying: [name] });
+    const start = await call('POST', `/api/v1/builds/${name}/start`);
+    expect(start.status).toBe(409);
+    expect(start.json.error).toMatch(/being undeployed/);
+
+    await waitForApi(name, 'cleanup-failed', 90_000);
+    const reset = await call('POST', `/api/v1/builds/${name}/reset`);
+    expect(reset.status).toBe(409);
+    expect(reset.json.error).toMatch(/cannot reset build .*: it is cleanup-failed/);
+    const stop = await call('POST', `/api/v1/builds/${name}/stop`);
+    expect(stop.status).toBe(409);
+  });
+
+  it('answer 409 for a start of a failed build, through the API', async () => {
+    const commit = env.commit('acme/broken', 'main');
+    const name = buildName(commit);
+    await build(commit);
+    await waitForApi(name, 'failed');
+    const start = await call('POST', `/api/v1/builds/${name}/start`);
+    expect(start.status).toBe(409);
+    expect(start.json.error).toMatch(/cannot start build .*: it is failed/);
+    expect((await call('DELETE', `/api/v1/builds/${name}`)).status).toBe(202);
+  });
+});
+
+describe('an undeploy', () => {
+  it('shows undeploying within a second, everywhere, until the build is gone', async () => {
+    const commit = env.commit('acme/slowclean', 'feature/x');
+    const name = buildName(commit);
+    const handle = await build(commit);
+    await waitForApi(name, 'stopped');
+
+    const asked = Date.now();
+    expect((await call('DELETE', `/api/v1/builds/${name}`)).status).toBe(202);
+    await waitForApi(name, 'undeploying', 1000);
+    const shownAfter = Date.now() - asked;
+    const deployment = await env.deployment(name);
+    expect(deployment?.metadata?.labels?.['runboat/status']).toBe('undeploying');
+    expect(await searchStatus(handle)).toBe('undeploying');
+    console.log(`undeploying shown ${shownAfter} ms after the DELETE`);
+
+    // Through the whole cleanup (a 3 s Job) nothing but undeploying, then 404.
+    const seen = new Set<string>();
+    await eventually(
+      async () => {
+        const status = await apiStatus(name);
+        seen.add(status ?? 'gone');
+        expect(status).toBeUndefined();
+      },
+      60_000,
+      100,
+    );
+    expect([...seen]).toEqual(['undeploying', 'gone']);
+    await handle.result();
+  });
+});
+
+describe('cleanup attempts', () => {
+  it('run a fresh Job each: failing twice then succeeding ends undeployed', async () => {
+    const jobs = await watchJobs('cleanup');
+    try {
+      const commit = env.commit('acme/flakyclean', 'main');
+      const name = buildName(commit);
+      const handle = await build(commit);
+      await waitForApi(name, 'stopped');
+      expect((await call('DELETE', `/api/v1/builds/${name}`)).status).toBe(202);
+      await handle.result();
+      expect(await env.deployment(name)).toBeUndefined();
+      expect([...jobs.seen].filter((job) => job.startsWith(name)).sort()).toEqual([
+        `${name}-cleanup-1`,
+        `${name}-cleanup-2`,
+        `${name}-cleanup-3`,
+      ]);
+    } finally {
+      jobs.stop();
+    }
+  });
+
+  it('that always fail end cleanup-failed with the reason and log; a later undeploy tries again', async () => {
+    const commit = env.commit('acme/cleanfail', 'feature/y');
+    const name = buildName(commit);
+    const handle = await build(commit);
+    await waitForApi(name, 'stopped');
+    expect((await call('DELETE', `/api/v1/builds/${name}`)).status).toBe(202);
+    const failed = await waitForApi(name, 'cleanup-failed', 90_000);
+    expect(failed.failure_reason).toMatch(
+      new RegExp(`^CleanupFailed: cleanup Job ${name}-cleanup-${CLEANUP.attempts} failed: `),
+    );
+    expect((await handle.query(stateQuery)).cleanupGeneration).toBe(CLEANUP.attempts);
+    const kept = await env.kube.core.readNamespacedConfigMap({
+      name: `${name}-cleanup-log`,
+      namespace: env.namespace,
+    });
+    expect(kept.data?.job).toBe(`${name}-cleanup-${CLEANUP.attempts}`);
+    expect(kept.data?.outcome).toBe('failed');
+
+    expect((await handle.describe()).status.name).toBe('RUNNING');
+
+    // Still failing, a new undeploy runs fresh Jobs and says so.
+    expect((await call('DELETE', `/api/v1/builds/${name}`)).status).toBe(202);
+    await waitForApi(name, 'undeploying', 1000);
+    const again = await waitForApi(name, 'cleanup-failed', 90_000);
+    expect(again.failure_reason).toMatch(
+      new RegExp(`cleanup Job ${name}-cleanup-${CLEANUP.attempts * 2} failed`),
+    );
+
+    // Fixed in the repos file, the next undeploy succeeds.
+    await env.writeRepos([
+      { repo: 'acme/cleanfail', branch: '.*', builds: [{ image }] },
+      ...repos.slice(1),
+    ]);
+    try {
+      expect((await call('DELETE', `/api/v1/builds/${name}`)).status).toBe(202);
+      await handle.result();
+      expect(await env.deployment(name)).toBeUndefined();
+    } finally {
+      await env.writeRepos(repos);
+    }
+  });
+});
+
+describe('failure reasons', () => {
+  it('name the root cause of an init that throws: invalid kubefiles', async () => {
+    const commit = env.commit('acme/badinit', 'main');
+    const name = buildName(commit);
+    const handle = await build(commit);
+    const failed = await waitForApi(name, 'failed');
+    expect(failed.failure_reason).toMatch(/^KubefilesInvalid: /);
+    expect(failed.failure_reason).not.toMatch(/Activity task failed/);
+    expect((await handle.query(stateQuery)).failureReason).toBe(failed.failure_reason);
+    await eventually(async () => {
+      const statuses = env.github.statusesOf(commit.gitCommit);
+      expect(statuses.at(-1)?.state).toBe('failure');
+      expect(statuses.at(-1)?.description).toMatch(/^KubefilesInvalid: /);
+    });
+  });
+
+  it('name the root cause of a refused Job (403: a quota forbids Jobs)', async () => {
+    const quota = `no-jobs-${Date.now()}`;
+    await env.kube.core.createNamespacedResourceQuota({
+      namespace: env.namespace,
+      body: { metadata: { name: quota }, spec: { hard: { 'count/jobs.batch': '0' } } },
+    });
+    try {
+      // The quota takes effect once its status is computed.
+      await eventually(async () => {
+        const read = await env.kube.core.readNamespacedResourceQuota({
+          name: quota,
+          namespace: env.namespace,
+        });
+        expect(read.status?.hard).toBeTruthy();
+      });
+      const commit = env.commit('acme/shop', 'quota');
+      const name = buildName(commit);
+      await build(commit);
+      const failed = await waitForApi(name, 'failed');
+      expect(failed.failure_reason).toMatch(/^KubernetesRejected: .*forbidden.*quota/i);
+    } finally {
+      await env.kube.core.deleteNamespacedResourceQuota({ name: quota, namespace: env.namespace });
+    }
+  });
+});
+
+describe('a build workflow', () => {
+  it('never fails: a secret missing at deploy shows failed with the reason', async () => {
+    const commit = env.commit('acme/nosecret', 'main');
+    const handle = await build(commit);
+    const state = await eventually(async () => {
+      const current = await handle.query(stateQuery);
+      expect(current.status).toBe('failed');
+      return current;
+    });
+    expect(state.failureReason).toMatch(/^MissingSecret: .*NO_SUCH_VARIABLE_ANYWHERE/);
+    expect(await searchStatus(handle)).toBe('failed');
+    expect((await handle.describe()).status.name).toBe('RUNNING');
+    await eventually(async () => {
+      expect(env.github.statusesOf(commit.gitCommit).at(-1)?.description).toMatch(/MissingSecret/);
+    });
+  });
+
+  it('never fails: invalid deployment kubefiles show failed; the build can be undeployed', async () => {
+    const commit = env.commit('acme/baddeploy', 'main');
+    const handle = await build(commit);
+    const state = await eventually(async () => {
+      const current = await handle.query(stateQuery);
+      expect(current.status).toBe('failed');
+      return current;
+    });
+    expect(state.failureReason).toMatch(/^KubefilesInvalid: deploy: /);
+    expect((await handle.describe()).status.name).toBe('RUNNING');
+    const refused = await handle.executeUpdate(resetUpdate).then(
+      () => 'accepted',
+      () => 'refused',
+    );
+    expect(refused).toBe('accepted');
+    expect((await handle.query(stateQuery)).status).toBe('failed');
+    await handle.executeUpdate('undeploy');
+    await handle.result();
+  });
+
+  it('of a repo removed from the repos file still undeploys, adopted or not', async () => {
+    const commits = [env.commit('acme/gone', 'main'), env.commit('acme/gone', 'feature/z')];
+    const names = commits.map(buildName);
+    const handles = await Promise.all(commits.map(build));
+    for (const name of names) await waitForApi(name, 'stopped');
+    // One of them loses its workflow (as after a Temporal wipe) and is adopted.
+    await handles[1]?.terminate('test: lost history');
+    await env.writeRepos(repos.filter((entry) => (entry as { repo: string }).repo !== 'acme/.*'));
+    try {
+      await eventually(async () => {
+        const description = await env.client.workflow.getHandle(names[1] ?? '').describe();
+        expect(description.status.name).toBe('RUNNING');
+      }, 30_000);
+      const reset = await call('POST', `/api/v1/builds/${names[0]}/reset`);
+      expect(reset.status).toBe(202);
+      const failed = await waitForApi(names[0] ?? '', 'failed');
+      expect(failed.failure_reason).toMatch(/^UnsupportedRepo: /);
+
+      const bulk = await call('DELETE', '/api/v1/builds?repo=acme/gone');
+      expect(bulk.status).toBe(202);
+      expect((bulk.json.undeploying as string[]).sort()).toEqual([...names].sort());
+      for (const name of names) {
+        await eventually(async () => expect(await env.deployment(name)).toBeUndefined(), 60_000);
+      }
+    } finally {
+      await env.writeRepos(repos);
+    }
+    const failedRuns = await env.client.workflow.count(
+      `${buildSearchAttributeKeys.repo.name} = 'acme/gone' AND ExecutionStatus = 'Failed'`,
+    );
+    expect(failedRuns.count).toBe(0);
+    const completed = await env.client.workflow.count(
+      `${buildSearchAttributeKeys.repo.name} = 'acme/gone' AND ExecutionStatus = 'Completed'`,
+    );
+    expect(completed.count).toBe(2);
+  });
+});
+
+describe('a reset during init', () => {
+  it('never leaves two init Jobs of one build, whenever it comes', async () => {
+    const jobs = await watchJobs('initialize');
+    try {
+      const delays = [0, 300, 1000, 2500];
+      const handles = await Promise.all(
+        delays.map(async (delay, index) => {
+          const commit = env.commit('acme/slowinit', `reset-${index}`);
+          const handle = await build(commit);
+          await new Promise((resolve) => setTimeout(resolve, delay));
+          await handle.executeUpdate(resetUpdate);
+          return { handle, name: buildName(commit) };
+        }),
+      );
+      for (const { name } of handles) await waitForApi(name, 'stopped');
+      expect(jobs.peak).toBe(1);
+      for (const { handle } of handles) {
+        await handle.executeUpdate('undeploy');
+      }
+    } finally {
+      jobs.stop();
+    }
+  });
+});
+
+describe('no-ops', () => {
+  it('change nothing: stop a stopped build, start a started one; times in one format', async () => {
+    const commit = env.commit('acme/shop', 'noop');
+    const name = buildName(commit);
+    await build(commit);
+    const stopped = await waitForApi(name, 'stopped');
+    const iso = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+    expect(stopped.created).toMatch(iso);
+
+    expect((await call('POST', `/api/v1/builds/${name}/stop`)).status).toBe(202);
+    const deployment = await env.deployment(name);
+    expect(deployment?.metadata?.annotations?.[annotations.lastScaled]).toBeUndefined();
+
+    expect((await call('POST', `/api/v1/builds/${name}/start`)).status).toBe(202);
+    const started = await waitForApi(name, 'started');
+    expect(started.last_scaled).toMatch(iso);
+    const before = (await env.deployment(name))?.metadata?.annotations?.[annotations.lastScaled];
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect((await call('POST', `/api/v1/builds/${name}/start`)).status).toBe(202);
+    const after = (await env.deployment(name))?.metadata?.annotations?.[annotations.lastScaled];
+    expect(after).toBe(before);
+    expect((await call('DELETE', `/api/v1/builds/${name}`)).status).toBe(202);
+  });
+});
+
+it('leaves the worker running', () => {
+  expect(worker.child.exitCode).toBeNull();
+});
