@@ -19,13 +19,23 @@ export interface WorkerProcess {
   stop(signal?: NodeJS.Signals): Promise<string>;
 }
 
+/** Options of {@link spawnWorker} and {@link spawnApi}. */
+export interface SpawnOptions {
+  /**
+   * `source` (default): the TypeScript sources through tsx. `dist`: the release that
+   * `npm run build` wrote into `dist/`, run by plain `node` as in production.
+   */
+  from?: 'source' | 'dist';
+}
+
 /** Starts a worker and resolves once it logs that it runs (its workflow bundle is built). */
 export function spawnWorker(
   env: NodeJS.ProcessEnv,
   logFile: string,
   timeoutMs = 90_000,
+  options: SpawnOptions = {},
 ): Promise<WorkerProcess> {
-  return spawnSystemProcess('worker/main.ts', 'worker running', env, logFile, timeoutMs);
+  return spawnSystemProcess('worker/main', 'worker running', env, logFile, timeoutMs, options);
 }
 
 /** Starts the API and resolves with it and its URL once it listens. */
@@ -33,8 +43,16 @@ export async function spawnApi(
   env: NodeJS.ProcessEnv,
   logFile: string,
   timeoutMs = 60_000,
+  options: SpawnOptions = {},
 ): Promise<WorkerProcess & { url: string }> {
-  const api = await spawnSystemProcess('api/main.ts', 'api listening', env, logFile, timeoutMs);
+  const api = await spawnSystemProcess(
+    'api/main',
+    'api listening',
+    env,
+    logFile,
+    timeoutMs,
+    options,
+  );
   const log = await readFile(logFile, 'utf8');
   const url = /"url":"(http:[^"]+)"[^\n]*api listening/.exec(log)?.[1];
   if (!url) throw new Error(`api log has no URL: ${log.slice(-2000)}`);
@@ -47,9 +65,14 @@ async function spawnSystemProcess(
   env: NodeJS.ProcessEnv,
   logFile: string,
   timeoutMs: number,
+  options: SpawnOptions,
 ): Promise<WorkerProcess> {
+  const args =
+    options.from === 'dist'
+      ? [join(projectRoot, 'dist', `${entry}.js`)]
+      : ['--import', 'tsx', join(projectRoot, `${entry}.ts`)];
   const fd = openSync(logFile, 'a');
-  const child = spawn(process.execPath, ['--import', 'tsx', join(projectRoot, entry)], {
+  const child = spawn(process.execPath, args, {
     cwd: projectRoot,
     env,
     stdio: ['ignore', fd, fd],

@@ -6,6 +6,8 @@
  * SIGTERM/SIGINT shut it down gracefully: polling stops, running activities get a grace period,
  * and an init Job left running is adopted by the retried activity on another worker.
  */
+import { existsSync } from 'node:fs';
+import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   DefaultLogger,
@@ -32,6 +34,19 @@ const temporalLevels: Record<string, LogLevel> = {
   error: 'ERROR',
   fatal: 'ERROR',
 };
+
+/**
+ * The workflow code: the bundle `npm run build` prebuilt next to `dist/` when there is one (no
+ * webpack at start-up), else bundled now from the workflows beside this file (`.ts` under tsx).
+ */
+function workflowCode(): { workflowBundle: { codePath: string } } | { workflowsPath: string } {
+  const prebuilt = fileURLToPath(new URL('../workflow-bundle.js', import.meta.url));
+  if (existsSync(prebuilt)) return { workflowBundle: { codePath: prebuilt } };
+  const extension = extname(fileURLToPath(import.meta.url));
+  return {
+    workflowsPath: fileURLToPath(new URL(`../workflows/index${extension}`, import.meta.url)),
+  };
+}
 
 async function main(): Promise<void> {
   const settings = loadSettings();
@@ -94,12 +109,13 @@ async function main(): Promise<void> {
     shutdownGraceTime: '10 seconds',
   };
   const workers: Worker[] = [];
+  const code = workflowCode();
   if (roles.has('builds')) {
     workers.push(
       await Worker.create({
         ...common,
         taskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
-        workflowsPath: fileURLToPath(new URL('../workflows/index.ts', import.meta.url)),
+        ...code,
       }),
     );
   }
@@ -151,6 +167,7 @@ async function main(): Promise<void> {
       initSlots: roles.has('init') ? settings.RUNBOAT_MAX_INITIALIZING : 0,
       temporal: temporal.address,
       namespace: settings.RUNBOAT_BUILD_NAMESPACE,
+      workflowBundle: 'workflowBundle' in code ? code.workflowBundle.codePath : 'bundled at start',
     },
     'worker running',
   );
