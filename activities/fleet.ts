@@ -3,8 +3,10 @@
  * the sticky branch heads read from GitHub. Built by `createFleetActivities(deps)`, joined with the
  * other activities in `activities/index.ts`.
  */
+import { Context } from '@temporalio/activity';
 import { BUILD_LABEL, type BuildStatus } from '../domain/build.js';
 import { buildView } from '../domain/build-view.js';
+import { GitHubApiError, isTransientGitHubError, type GitHubClient } from '../lib/github.js';
 import { findRepoConfig } from '../lib/settings.js';
 import type { ActivityDeps } from './index.js';
 
@@ -28,9 +30,59 @@ export interface FleetBuild {
   sticky: boolean;
 }
 
+/** A sticky repo whose branches could not be listed in one cycle. */
+export interface StickyFailure {
+  repo: string;
+  /** GitHub's HTTP status; null for a network error or a timeout. */
+  status: number | null;
+  /** Requests made in this cycle. */
+  attempts: number;
+  error: string;
+}
+
+/** What one sticky cycle did. */
+export interface StickyHeadsResult {
+  /** The builds of the sticky heads (started or found). */
+  builds: string[];
+  failed: StickyFailure[];
+}
+
+/** Requests for one repo's branches within a cycle when GitHub's error is transient. */
+export const STICKY_LIST_ATTEMPTS = 3;
+const STICKY_RETRY_DELAY_MS = 1000;
+
+interface Listing {
+  branches: { name: string; sha: string }[];
+  failure?: StickyFailure;
+}
+
+/** Lists a repo's branches, asking again after a transient error; never throws. */
+async function listBranches(github: GitHubClient, repo: string, ctx: Context): Promise<Listing> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return { branches: await github.listBranches(repo) };
+    } catch (error) {
+      if (attempt >= STICKY_LIST_ATTEMPTS || !isTransientGitHubError(error)) {
+        return {
+          branches: [],
+          failure: {
+            repo,
+            status: error instanceof GitHubApiError ? error.status : null,
+            attempts: attempt,
+            error: error instanceof Error ? error.message : String(error),
+          },
+        };
+      }
+      ctx.heartbeat();
+      await ctx.sleep(STICKY_RETRY_DELAY_MS * attempt);
+    }
+  }
+}
+
 /** Builds the activities of the fleet workflow. */
 export function createFleetActivities(deps: FleetActivityDeps) {
   const { kube, namespace } = deps;
+  const log = deps.logger.child({ component: 'fleet' });
   return {
     /**
      * The builds as the cluster shows them, for the fleet's limits: status, when last scaled and
@@ -69,30 +121,45 @@ export function createFleetActivities(deps: FleetActivityDeps) {
 
     /**
      * Makes sure the head commit of every sticky branch of every configured repo has a build
-     * (repos named literally in the repos file; their branches listed on GitHub). Returns the
-     * builds it asked for; none without a GitHub client.
+     * (repos named literally in the repos file; their branches listed on GitHub); none without a
+     * GitHub client. GitHub failing never fails the activity: each repo is tried on its own (a
+     * transient error a few times), a repo that cannot be read is logged once with GitHub's
+     * status and skipped, and the next cycle tries again (README, "The fleet, drift and adoption").
      */
-    async ensureStickyHeads(): Promise<string[]> {
-      if (!deps.github) return [];
+    async ensureStickyHeads(): Promise<StickyHeadsResult> {
+      const result: StickyHeadsResult = { builds: [], failed: [] };
+      const github = deps.github;
+      if (!github) return result;
+      const ctx = Context.current();
       const repos = deps.repos();
-      const names: string[] = [];
+      // Two sticky entries of one repo share one listing, and one failure.
+      const listings = new Map<string, Promise<Listing>>();
       for (const entry of repos) {
         if (!entry.sticky || !/^[\w-]+\/[\w.-]+$/.test(entry.repo)) continue;
         const repo = entry.repo.toLowerCase();
-        for (const branch of await deps.github.listBranches(repo)) {
+        let listing = listings.get(repo);
+        if (!listing) {
+          listing = listBranches(github, repo, ctx);
+          listings.set(repo, listing);
+          const failure = (await listing).failure;
+          if (failure) {
+            log.warn(failure, 'sticky branches not listed');
+            result.failed.push(failure);
+          }
+        }
+        for (const branch of (await listing).branches) {
           // Only branches this entry governs: an earlier entry may claim the branch.
           if (findRepoConfig(repos, repo, branch.name) !== entry) continue;
-          names.push(
-            await deps.ensureBuild({
-              repo,
-              targetBranch: branch.name,
-              pr: null,
-              gitCommit: branch.sha,
-            }),
-          );
+          const commit = { repo, targetBranch: branch.name, pr: null, gitCommit: branch.sha };
+          try {
+            result.builds.push(await deps.ensureBuild(commit));
+          } catch (error) {
+            log.warn({ ...commit, err: error }, 'sticky head not built');
+          }
+          ctx.heartbeat();
         }
       }
-      return names;
+      return result;
     },
   };
 }

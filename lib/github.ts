@@ -38,6 +38,15 @@ export class GitHubApiError extends Error {
   }
 }
 
+/**
+ * Whether asking again in a moment may succeed: GitHub's 5xx and 429, a timeout or a network
+ * error. A 401, 403 or 404 (wrong token, no access, repo renamed) only an operator can fix.
+ */
+export function isTransientGitHubError(error: unknown): boolean {
+  if (error instanceof GitHubApiError) return error.status >= 500 || error.status === 429;
+  return true;
+}
+
 /** Options of {@link createGitHubClient}. */
 export interface GitHubClientOptions {
   apiUrl: string;

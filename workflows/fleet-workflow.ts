@@ -2,7 +2,9 @@
  * The fleet: a singleton that keeps the cluster within `maxStarted` and `maxDeployed`. It counts
  * from the cluster (an activity), never from its own memory, after a debounce once builds signal
  * a change, and at least every `recountSeconds`; it asks builds to stop or undeploy by signal.
- * Every `stickySeconds` it makes sure each sticky branch head has a build.
+ * Every `stickySeconds` it makes sure each sticky branch head has a build: a loop of its own that
+ * the limits never wait for, so that GitHub failing cannot delay them (README, "The fleet, drift
+ * and adoption").
  */
 import {
   condition,
@@ -24,9 +26,17 @@ import {
   type FleetWorkflowInput,
 } from '../domain/messages.js';
 
-const { fleetSnapshot, ensureStickyHeads } = proxyActivities<BuildActivities>({
+const { fleetSnapshot } = proxyActivities<BuildActivities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1s', maximumInterval: '30s' },
+});
+
+// GitHub's failures are handled (and logged once) inside the activity; what still fails it is
+// tried again by the next cycle, not by retries that would log the same error over and over.
+const { ensureStickyHeads } = proxyActivities<BuildActivities>({
+  startToCloseTimeout: '30 minutes',
+  heartbeatTimeout: '2 minutes',
+  retry: { maximumAttempts: 1 },
 });
 
 /** Builds signal in bursts (a webhook storm): recount once the burst settles. */
@@ -34,6 +44,25 @@ const DEBOUNCE = '500 milliseconds';
 
 /** The fleet workflow; its id is `fleetWorkflowId(<builds task queue>)`. */
 export async function fleetWorkflow(input: FleetWorkflowInput): Promise<void> {
+  // Both loops run until the limits continue-as-new (or the workflow is cancelled).
+  await Promise.race([keepStickyHeads(input), enforceLimits(input)]);
+}
+
+/** Every `stickySeconds` (from the start of the previous check), the sticky branch heads. */
+async function keepStickyHeads(input: FleetWorkflowInput): Promise<never> {
+  const everyMs = (input.stickySeconds ?? 300) * 1000;
+  for (;;) {
+    // Workflow time: deterministic.
+    const began = Date.now();
+    await ensureStickyHeads().catch((error: unknown) =>
+      log.warn('sticky heads not checked', { error: String(error) }),
+    );
+    await sleep(Math.max(1000, everyMs - (Date.now() - began)));
+  }
+}
+
+/** Counts, plans and evicts; continues as new once the history grows long. */
+async function enforceLimits(input: FleetWorkflowInput): Promise<never> {
   let limits: FleetLimits = input.limits;
   let dirty = true;
   const inFlight = new Map<string, 'stop' | 'undeploy'>();
@@ -44,17 +73,8 @@ export async function fleetWorkflow(input: FleetWorkflowInput): Promise<void> {
     limits = next;
     dirty = true;
   });
-  const stickyEveryMs = (input.stickySeconds ?? 300) * 1000;
-  let stickyCheckedAt = -Infinity;
   for (;;) {
-    if (Date.now() - stickyCheckedAt >= stickyEveryMs) {
-      // Workflow time: deterministic. A GitHub outage only delays the next check.
-      stickyCheckedAt = Date.now();
-      await ensureStickyHeads().catch((error: unknown) =>
-        log.warn('sticky heads not checked', { error: String(error) }),
-      );
-    }
-    await condition(() => dirty, Math.min(stickyEveryMs, (input.recountSeconds ?? 60) * 1000));
+    await condition(() => dirty, (input.recountSeconds ?? 60) * 1000);
     await sleep(DEBOUNCE);
     dirty = false;
     const snapshot = await fleetSnapshot();
