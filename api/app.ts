@@ -17,6 +17,7 @@ import type { RepoConfig } from '../lib/settings.js';
 import type { BuildFilter, BuildIndex } from './build-index.js';
 import type { BuildCommands, Transition } from './commands.js';
 import { openApiDocument } from './openapi.js';
+import type { WorkerStatus } from './worker-status.js';
 
 /** Where the build logs come from. */
 export interface LogSource {
@@ -37,10 +38,12 @@ export interface ApiSettings {
 
 /** What `createApp` needs. */
 export interface AppDeps {
-  index: Pick<BuildIndex, 'list' | 'get' | 'on' | 'off' | 'isSynced'>;
+  index: Pick<BuildIndex, 'list' | 'all' | 'get' | 'find' | 'on' | 'off' | 'isSynced'>;
   commands: BuildCommands;
   logs: LogSource;
   settings: ApiSettings;
+  /** Whether workers poll the builds and init task queues (for /api/v1/status). */
+  workers?: () => Promise<WorkerStatus>;
   /** Whether Temporal answers (for /readyz). */
   temporalReady: () => Promise<boolean>;
   logger: Logger;
@@ -192,8 +195,15 @@ export function createApp(deps: AppDeps): Koa {
   };
   const buildOr404 = (name: string): BuildView => {
     const build = index.get(name);
-    if (!build) throw new BuildNotFoundError(name);
-    return build;
+    if (build) return build;
+    // A queued build's workflow waits for a worker: an update sent now would wait as long.
+    if (index.all({ name }).length > 0) {
+      throw new ClientError(
+        `build ${name} is queued: it is not deployed yet (it waits for a worker)`,
+        409,
+      );
+    }
+    throw new BuildNotFoundError(name);
   };
 
   router.get('/healthz', (ctx) => {
@@ -213,17 +223,18 @@ export function createApp(deps: AppDeps): Koa {
   router.get('/api/v1/openapi.json', (ctx) => {
     ctx.body = openApiDocument;
   });
-  router.get('/api/v1/status', (ctx) => {
-    const builds = index.list();
+  router.get('/api/v1/status', async (ctx) => {
+    const builds = index.all();
     const counts = Object.fromEntries(buildStatuses.map((status) => [status, 0])) as Record<
       BuildStatus,
       number
     >;
     for (const build of builds) counts[build.status]++;
     ctx.body = {
-      deployed: builds.length,
+      deployed: builds.length - counts.queued,
       counts,
       limits: { max_started: settings.maxStarted, max_deployed: settings.maxDeployed },
+      ...(deps.workers ? { workers: await deps.workers() } : {}),
     };
   });
   router.get('/api/v1/repos', (ctx) => {
@@ -234,7 +245,7 @@ export function createApp(deps: AppDeps): Koa {
     }));
   });
   router.get('/api/v1/builds', (ctx) => {
-    ctx.body = index.list(parseFilter(ctx.query));
+    ctx.body = index.all(parseFilter(ctx.query));
   });
   router.delete('/api/v1/builds', async (ctx) => {
     requireAdmin(ctx);
@@ -306,7 +317,7 @@ export function createApp(deps: AppDeps): Koa {
     index.on('upd', onUpd);
     index.on('del', onDel);
     stream.write('retry: 2000\n\n');
-    for (const build of index.list()) onUpd(build);
+    for (const build of index.all()) onUpd(build);
     const ping = setInterval(() => stream.write(': ping\n\n'), 25_000);
     const close = () => {
       clearInterval(ping);
@@ -316,8 +327,9 @@ export function createApp(deps: AppDeps): Koa {
     ctx.req.on('close', close);
     stream.on('error', close);
   });
-  router.get('/api/v1/builds/:name', (ctx) => {
-    ctx.body = buildOr404(ctx.params.name ?? '');
+  router.get('/api/v1/builds/:name', async (ctx) => {
+    const name = ctx.params.name ?? '';
+    ctx.body = (await index.find(name)) ?? buildOr404(name);
   });
   router.get('/api/v1/builds/:name/init-log', async (ctx) => {
     const build = buildOr404(ctx.params.name ?? '');

@@ -1,13 +1,18 @@
 /**
  * The API's in-memory index of builds: an informer on the build Deployments, so that every read
  * is served from memory (like runboat's index) and every change is pushed to SSE listeners.
+ * Builds asked for but not deployed yet (no worker has run their workflow) have no Deployment:
+ * the index also keeps those, from Temporal, with status `queued`, until their Deployment
+ * appears and the informer's view replaces them.
  */
 import { EventEmitter } from 'node:events';
 import { makeInformer, type V1Deployment } from '@kubernetes/client-node';
-import { BUILD_LABEL, type BuildStatus } from '../domain/build.js';
+import { annotations, BUILD_LABEL, type BuildStatus } from '../domain/build.js';
 import { buildView, type BuildView } from '../domain/build-view.js';
 import { superviseInformer, type KubeClients } from '../lib/kube.js';
+import { ClientError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
+import type { QueuedBuild, QueuedBuildSource } from './queued-builds.js';
 
 /** Filters of `GET /builds`. */
 export interface BuildFilter {
@@ -26,11 +31,62 @@ export interface BuildIndexEvents {
   del: [BuildView];
 }
 
+/** Options of the index. */
+export interface BuildIndexOptions {
+  /** Where builds not deployed yet are found; without it the index knows Deployments only. */
+  queued?: QueuedBuildSource | undefined;
+  /** Time between two lists of the builds not deployed yet. */
+  queuedIntervalMs?: number;
+}
+
+function matches(build: BuildView, filter: BuildFilter, repo: string | undefined): boolean {
+  return (
+    (repo === undefined || build.commit_info.repo === repo) &&
+    (filter.targetBranch === undefined ||
+      build.commit_info.target_branch === filter.targetBranch) &&
+    (filter.branch === undefined || build.commit_info.target_branch === filter.branch) &&
+    (filter.pr === undefined || build.commit_info.pr === filter.pr) &&
+    (filter.status === undefined || build.status === filter.status) &&
+    (filter.name === undefined || build.name === filter.name)
+  );
+}
+
+function newestFirst(a: BuildView, b: BuildView): number {
+  return (b.created ?? '').localeCompare(a.created ?? '') || a.name.localeCompare(b.name);
+}
+
+/** The view of a build that has a workflow but no Deployment yet. */
+export function queuedView(build: QueuedBuild, buildDomain: string): BuildView {
+  const { commit } = build;
+  const view = buildView(
+    {
+      metadata: {
+        name: build.name,
+        creationTimestamp: build.created,
+        annotations: {
+          [annotations.repo]: commit.repo,
+          [annotations.targetBranch]: commit.targetBranch,
+          [annotations.pr]: commit.pr === null ? '' : String(commit.pr),
+          [annotations.gitCommit]: commit.gitCommit,
+        },
+      },
+    },
+    buildDomain,
+  );
+  return { ...view, status: 'queued' };
+}
+
 /** The index; `start()` resolves once the first list is in memory. */
 export class BuildIndex extends EventEmitter<BuildIndexEvents> {
   private readonly builds = new Map<string, BuildView>();
+  /** Builds with a workflow and no Deployment yet, by name (never one of `builds`). */
+  private readonly queued = new Map<string, BuildView>();
   private synced = false;
   private supervised: { stop(): Promise<void> } | undefined;
+  private queuedTimer: NodeJS.Timeout | undefined;
+  private queuedFailing = false;
+  /** When `find` added a queued build: the visibility store may not list it for a moment. */
+  private readonly foundAt = new Map<string, number>();
   private readonly informer;
 
   constructor(
@@ -38,6 +94,7 @@ export class BuildIndex extends EventEmitter<BuildIndexEvents> {
     namespace: string,
     private readonly buildDomain: string,
     private readonly logger: Logger,
+    private readonly options: BuildIndexOptions = {},
   ) {
     super();
     this.setMaxListeners(0);
@@ -50,6 +107,8 @@ export class BuildIndex extends EventEmitter<BuildIndexEvents> {
     const put = (deployment: V1Deployment) => {
       const view = buildView(deployment, this.buildDomain);
       this.builds.set(view.name, view);
+      this.queued.delete(view.name);
+      this.foundAt.delete(view.name);
       this.emit('upd', view);
     };
     this.informer.on('add', put);
@@ -68,10 +127,60 @@ export class BuildIndex extends EventEmitter<BuildIndexEvents> {
       this.logger.warn({ err: error, retryInMs }, 'build index watch failed; restarting'),
     );
     this.synced = true;
+    if (this.options.queued) {
+      await this.refreshQueued();
+      let refreshing = false;
+      this.queuedTimer = setInterval(() => {
+        // A slow Temporal must not pile up lists.
+        if (refreshing) return;
+        refreshing = true;
+        void this.refreshQueued().finally(() => (refreshing = false));
+      }, this.options.queuedIntervalMs ?? 3000);
+    }
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.queuedTimer);
     await this.supervised?.stop();
+  }
+
+  /** Lists the builds not deployed yet again; one that left the list without a Deployment is gone. */
+  async refreshQueued(): Promise<void> {
+    const source = this.options.queued;
+    if (!source) return;
+    let found: QueuedBuild[];
+    try {
+      found = await source.list();
+      if (this.queuedFailing) this.logger.info('queued builds listed again');
+      this.queuedFailing = false;
+    } catch (error) {
+      // Temporal down: keep showing what was queued; say so once, not every few seconds.
+      if (!this.queuedFailing) this.logger.warn({ err: error }, 'cannot list queued builds');
+      this.queuedFailing = true;
+      return;
+    }
+    const names = new Set<string>();
+    for (const build of found) {
+      names.add(build.name);
+      this.putQueued(build);
+    }
+    const recent = Date.now() - 10_000;
+    for (const [name, view] of this.queued) {
+      if (names.has(name) || (this.foundAt.get(name) ?? 0) > recent) continue;
+      this.queued.delete(name);
+      this.foundAt.delete(name);
+      this.emit('del', view);
+    }
+  }
+
+  private putQueued(build: QueuedBuild): BuildView | undefined {
+    if (this.builds.has(build.name)) return this.builds.get(build.name);
+    const known = this.queued.get(build.name);
+    if (known) return known;
+    const view = queuedView(build, this.buildDomain);
+    this.queued.set(view.name, view);
+    this.emit('upd', view);
+    return view;
   }
 
   /** Whether the cache has been filled at least once. */
@@ -79,26 +188,38 @@ export class BuildIndex extends EventEmitter<BuildIndexEvents> {
     return this.synced;
   }
 
+  /** A deployed build (one with a Deployment). */
   get(name: string): BuildView | undefined {
     return this.builds.get(name);
   }
 
-  /** Builds matching every given filter, newest first. */
+  /** Deployed builds matching every given filter, newest first. */
   list(filter: BuildFilter = {}): BuildView[] {
     const repo = filter.repo?.toLowerCase();
-    return [...this.builds.values()]
-      .filter(
-        (build) =>
-          (repo === undefined || build.commit_info.repo === repo) &&
-          (filter.targetBranch === undefined ||
-            build.commit_info.target_branch === filter.targetBranch) &&
-          (filter.branch === undefined || build.commit_info.target_branch === filter.branch) &&
-          (filter.pr === undefined || build.commit_info.pr === filter.pr) &&
-          (filter.status === undefined || build.status === filter.status) &&
-          (filter.name === undefined || build.name === filter.name),
-      )
-      .sort(
-        (a, b) => (b.created ?? '').localeCompare(a.created ?? '') || a.name.localeCompare(b.name),
-      );
+    return [...this.builds.values()].filter((b) => matches(b, filter, repo)).sort(newestFirst);
+  }
+
+  /** Deployed and queued builds matching every given filter, newest first: what users see. */
+  all(filter: BuildFilter = {}): BuildView[] {
+    const repo = filter.repo?.toLowerCase();
+    return [...this.builds.values(), ...this.queued.values()]
+      .filter((b) => matches(b, filter, repo))
+      .sort(newestFirst);
+  }
+
+  /**
+   * A build, deployed or queued; one asked for since the last list of queued builds is looked
+   * up in Temporal by name (its workflow id), so a build is never unknown once accepted.
+   */
+  async find(name: string): Promise<BuildView | undefined> {
+    const known = this.builds.get(name) ?? this.queued.get(name);
+    if (known || !this.options.queued) return known;
+    const found = await this.options.queued.find(name).catch((error: unknown) => {
+      this.logger.warn({ err: error, build: name }, 'cannot look a build up in Temporal');
+      throw new ClientError(`Temporal does not answer: cannot tell whether ${name} exists`, 503);
+    });
+    if (!found) return undefined;
+    if (!this.builds.has(name)) this.foundAt.set(name, Date.now());
+    return this.putQueued(found);
   }
 }

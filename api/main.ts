@@ -12,8 +12,10 @@ import { connectClient } from '../lib/temporal.js';
 import { createApp } from './app.js';
 import { BuildIndex } from './build-index.js';
 import { createBuildCommands } from './commands.js';
+import { temporalQueuedBuilds } from './queued-builds.js';
 import { webUi } from './ui.js';
 import { githubWebhook } from './webhook.js';
+import { createWorkerStatus } from './worker-status.js';
 
 async function main(): Promise<void> {
   const settings = loadSettings();
@@ -36,7 +38,14 @@ async function main(): Promise<void> {
     context: settings.RUNBOAT_KUBE_CONTEXT,
   });
   const namespace = settings.RUNBOAT_BUILD_NAMESPACE;
-  const index = new BuildIndex(kube, namespace, settings.RUNBOAT_BUILD_DOMAIN, logger);
+  const index = new BuildIndex(kube, namespace, settings.RUNBOAT_BUILD_DOMAIN, logger, {
+    queued: temporalQueuedBuilds({ client, buildsTaskQueue: temporal.buildsTaskQueue }),
+  });
+  const workers = createWorkerStatus({
+    client,
+    namespace: temporal.namespace,
+    queues: { builds: temporal.buildsTaskQueue, init: temporal.initTaskQueue },
+  });
   await index.start();
   const reposFile = settings.RUNBOAT_REPOS_FILE;
   const repos = () => (reposFile ? loadReposFile(reposFile) : settings.repos);
@@ -65,6 +74,7 @@ async function main(): Promise<void> {
       },
       publicStartStop: settings.RUNBOAT_PUBLIC_START_STOP,
     },
+    workers,
     temporalReady: async () => {
       await client.workflowService.getSystemInfo({});
       return true;
@@ -82,6 +92,7 @@ async function main(): Promise<void> {
       webUi({
         index,
         commands,
+        workers,
         repos,
         publicStartStop: settings.RUNBOAT_PUBLIC_START_STOP,
         logger,

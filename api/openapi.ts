@@ -54,7 +54,11 @@ export const openApiDocument = {
   },
   paths: {
     '/api/v1/status': {
-      get: { summary: 'Counts and limits', responses: { 200: json({ type: 'object' }) } },
+      get: {
+        summary:
+          'Counts by status, limits, and whether workers poll the builds and init task queues',
+        responses: { 200: json({ type: 'object' }) },
+      },
     },
     '/api/v1/repos': {
       get: { summary: 'Configured repos', responses: { 200: json({ type: 'array' }) } },

@@ -3,7 +3,9 @@
  * and start/stop/reset buttons; a page per build; and `/builds/<name>?live`, which wakes a stopped
  * build and holds the visitor until it is ready. Pages are rendered on the server from the build
  * index and kept live in the browser by `api/ui/static/app.js` from the build events stream. The
- * buttons post to the REST API, so the UI holds no rule of its own about who may do what.
+ * buttons post to the REST API, so the UI holds no rule of its own about who may do what. Every
+ * page carries a banner when no worker polls the builds or init task queue (the warnings of
+ * `GET /api/v1/status`, which app.js reads again while the page is open).
  */
 import { readFile, stat } from 'node:fs/promises';
 import { extname, join, resolve, sep } from 'node:path';
@@ -17,10 +19,11 @@ import { ClientError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { BuildIndex } from './build-index.js';
 import type { BuildCommands } from './commands.js';
+import type { WorkerStatus } from './worker-status.js';
 
 /** What {@link webUi} needs. */
 export interface WebUiDeps {
-  index: Pick<BuildIndex, 'list' | 'get'>;
+  index: Pick<BuildIndex, 'all' | 'get' | 'find'>;
   /** Used for one thing only: starting a stopped build opened with `?live`. */
   commands: Pick<BuildCommands, 'transition'>;
   /** The configured repo patterns, shown on the home page. */
@@ -31,6 +34,8 @@ export interface WebUiDeps {
    * for the admin login.
    */
   publicStartStop: boolean;
+  /** Whether workers poll the task queues; its warnings become the banner of every page. */
+  workers?: () => Promise<Pick<WorkerStatus, 'warnings'>>;
   logger: Logger;
 }
 
@@ -42,6 +47,8 @@ export type CardAction = (typeof cardActions)[number];
 
 /** Whether a card offers this action for this status (the API still decides). */
 export function canDo(action: CardAction, status: BuildStatus): boolean {
+  // Not deployed yet: its workflow takes no request until a worker runs it.
+  if (status === 'queued') return false;
   switch (action) {
     case 'start':
       return status === 'stopped';
@@ -92,6 +99,8 @@ function liveNote(build: BuildView, publicStartStop: boolean): string {
       return publicStartStop
         ? 'This build is stopped.'
         : 'This build is stopped. Starting it needs the admin login: use its start button.';
+    case 'queued':
+      return 'This build is queued: no worker has deployed it yet. Open it again once it is ready.';
     case 'todo':
     case 'initializing':
       return 'This build is still being initialized: open it again once it is ready.';
@@ -203,48 +212,53 @@ export function webUi(deps: WebUiDeps): Koa.Middleware {
   env.addGlobal('actions', cardActions);
   env.addGlobal('statuses', buildStatuses);
 
-  const render = (
+  const render = async (
     ctx: Koa.Context,
     template: string,
     context: Record<string, unknown>,
     status = 200,
   ) => {
+    const warnings = deps.workers ? (await deps.workers()).warnings : [];
     ctx.status = status;
     ctx.type = 'html';
     ctx.set(securityHeaders);
     ctx.set('cache-control', 'no-store');
-    ctx.body = env.render(template, { publicStartStop: deps.publicStartStop, ...context });
+    ctx.body = env.render(template, {
+      publicStartStop: deps.publicStartStop,
+      warnings,
+      ...context,
+    });
   };
   const notFound = (ctx: Koa.Context, message: string) =>
     render(ctx, 'not-found.njk', { page: 'not-found', message }, 404);
 
   const router = new Router();
-  router.get('/', (ctx) => {
+  router.get('/', async (ctx) => {
     ctx.state.route = 'ui /';
     const q = typeof ctx.query.q === 'string' ? ctx.query.q.trim().toLowerCase() : '';
-    render(ctx, 'home.njk', {
+    await render(ctx, 'home.njk', {
       page: 'home',
       q,
-      entries: repoEntries(index.list(), q),
+      entries: repoEntries(index.all(), q),
       patterns: deps.repos(),
     });
   });
-  router.get('/repos/:owner/:repo', (ctx) => {
+  router.get('/repos/:owner/:repo', async (ctx) => {
     ctx.state.route = 'ui /repos/:owner/:repo';
     const repo = `${ctx.params.owner ?? ''}/${ctx.params.repo ?? ''}`.toLowerCase();
     // A repo without builds still gets its page: builds appear on it live.
-    render(ctx, 'repo.njk', {
+    await render(ctx, 'repo.njk', {
       page: 'repo',
       bodyRepo: repo,
       repo,
       repoLink: `https://github.com/${repo}`,
-      ...rowsOf(index.list({ repo })),
+      ...rowsOf(index.all({ repo })),
     });
   });
   router.get('/builds/:name', async (ctx) => {
     ctx.state.route = 'ui /builds/:name';
     const name = ctx.params.name ?? '';
-    const build = index.get(name);
+    const build = await index.find(name);
     if (!build) return notFound(ctx, `There is no build named ${name}.`);
     const page = (b: BuildView, note?: string) =>
       render(ctx, 'build.njk', { page: 'build', bodyBuild: b.name, b, note });
@@ -263,7 +277,7 @@ export function webUi(deps: WebUiDeps): Koa.Middleware {
     try {
       await deps.commands.transition(name, 'start');
       log.info({ build: name, repo: build.commit_info.repo }, 'build started by a live visit');
-      return holding(index.get(name) ?? build);
+      return await holding(index.get(name) ?? build);
     } catch (error) {
       const now = index.get(name) ?? build;
       // Two visitors at once: the second one's start is refused, yet the build is on its way.

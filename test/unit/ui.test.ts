@@ -14,6 +14,7 @@ import { createApp } from '../../api/app.js';
 import type { BuildFilter } from '../../api/build-index.js';
 import type { BuildCommands, Transition } from '../../api/commands.js';
 import { webUi } from '../../api/ui.js';
+import { noWorkerWarning, type WorkerStatus } from '../../api/worker-status.js';
 import { InvalidTransitionError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/logger.js';
 
@@ -54,6 +55,14 @@ const builds = new Map<string, BuildView>();
 const sent: { name: string; transition: Transition }[] = [];
 let refuse: Error | undefined;
 let publicStartStop = true;
+let workerWarnings: string[] = [];
+const workers = (): Promise<WorkerStatus> =>
+  Promise.resolve({
+    temporal_reachable: true,
+    queues: [],
+    warnings: workerWarnings,
+    checked_at: '2024-05-01T10:00:00.000Z',
+  });
 
 const index = {
   get: (name: string) => builds.get(name),
@@ -61,6 +70,10 @@ const index = {
     [...builds.values()]
       .filter((b) => filter.repo === undefined || b.commit_info.repo === filter.repo)
       .sort((a, b) => (b.created ?? '').localeCompare(a.created ?? '')),
+  all(filter: BuildFilter = {}) {
+    return index.list(filter);
+  },
+  find: (name: string) => Promise.resolve(builds.get(name)),
   on: () => index,
   off: () => index,
   isSynced: true,
@@ -99,12 +112,14 @@ beforeAll(async () => {
       publicStartStop: true,
     },
     temporalReady: () => Promise.resolve(true),
+    workers,
     logger,
     metrics: new Registry(),
     extra: [
       webUi({
         index,
         commands,
+        workers,
         repos: () => [{ repo: 'acme/.*', branch: '(main|1[0-9]\\.0)', sticky: true }],
         get publicStartStop() {
           return publicStartStop;
@@ -159,6 +174,7 @@ beforeEach(() => {
   sent.length = 0;
   refuse = undefined;
   publicStartStop = true;
+  workerWarnings = [];
 });
 
 async function get(path: string, init: RequestInit = {}) {
@@ -331,6 +347,50 @@ describe('?live', () => {
     expect(sent).toEqual([]);
     expect(page.text).toContain('data-page="build"');
     expect(page.text).toContain('still being initialized');
+  });
+});
+
+describe('no worker', () => {
+  const banner = (html: string) => /<div id="banner"[^>]*>([\s\S]*?)<\/div>/.exec(html);
+
+  it('puts a banner naming the queue on every page while a queue has no worker', async () => {
+    workerWarnings = [
+      noWorkerWarning('builds', 'runboat-builds'),
+      noWorkerWarning('init', 'runboat-init'),
+    ];
+    for (const path of ['/', '/repos/acme/shop', `/builds/${mainOld.name}`, '/builds/unknown']) {
+      const found = banner((await get(path)).text);
+      expect(found?.[0], path).toContain('role="alert">');
+      expect(found?.[0], path).not.toContain('hidden');
+      expect(found?.[1], path).toContain(
+        '<p>No worker is polling the builds task queue “runboat-builds”: changes are queued until a worker runs',
+      );
+      expect(found?.[1], path).toContain('the init task queue “runboat-init”');
+    }
+    const status = JSON.parse((await get('/api/v1/status')).text) as { workers: WorkerStatus };
+    expect(status.workers.warnings).toEqual(workerWarnings);
+  });
+
+  it('keeps the banner hidden and empty while workers poll', async () => {
+    const found = banner((await get('/')).text);
+    expect(found?.[0]).toContain('hidden=""');
+    expect(found?.[1]).not.toContain('<p>');
+  });
+
+  it('shows a queued build with no button to press', async () => {
+    const queued = view({ seed: 'f1', status: 'queued', created: '2024-05-04T10:00:00Z' });
+    builds.set(queued.name, queued);
+    const page = await get('/repos/acme/shop');
+    const start = page.text.indexOf(`data-build="${queued.name}"`);
+    const card = page.text.slice(start, page.text.indexOf('</article>', start));
+    expect(card).toContain('data-status="queued"');
+    expect(card).toContain('<span class="status">queued</span>');
+    for (const action of ['start', 'stop', 'reset']) {
+      expect(card).toContain(`data-action="${action}" disabled=""`);
+    }
+    const live = await get(`/builds/${queued.name}?live`);
+    expect(live.text).toContain('This build is queued');
+    expect(sent).toEqual([]);
   });
 });
 

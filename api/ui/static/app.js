@@ -2,11 +2,13 @@
  * Keeps the runboat pages live: build events (server-sent, `upd`/`del`) update the cards, the home
  * page counts and the build page, and the start/stop/reset buttons post to the REST API. Plain
  * JavaScript with no build step. card(), row() and repoEntry() build the very markup of
- * api/ui/templates/macros.njk from the same fields: change both together.
+ * api/ui/templates/macros.njk from the same fields: change both together. The banner (no worker
+ * on a task queue) follows the warnings of /api/v1/status, read again every few seconds.
  */
-/* global document, location, EventSource, fetch, setTimeout, clearTimeout, CSS */
+/* global document, location, EventSource, fetch, setTimeout, setInterval, clearTimeout, CSS */
 
 const STATUSES = [
+  'queued',
   'todo',
   'initializing',
   'failed',
@@ -20,6 +22,8 @@ const STATUSES = [
 const ACTIONS = ['start', 'stop', 'reset'];
 /** After a (re)connect the server replays every build; what it did not replay is gone. */
 const RESYNC_MS = 1500;
+/** How often the banner asks whether workers poll (the server caches the answer as long). */
+const BANNER_MS = 5000;
 
 const body = document.body;
 const page = body.dataset.page;
@@ -49,6 +53,7 @@ function when(iso) {
 }
 
 function can(action, status) {
+  if (status === 'queued') return false;
   if (action === 'start') return status === 'stopped';
   if (action === 'stop') return status === 'started' || status === 'starting';
   return status !== 'undeploying' && status !== 'cleanup-failed';
@@ -354,6 +359,25 @@ document.addEventListener('click', (e) => {
   const button = e.target.closest('.card button[data-action]');
   if (button && !button.disabled) press(button);
 });
+/** The banner of layout.njk, from the warnings of the status (same markup: one <p> each). */
+async function refreshBanner() {
+  const banner = document.getElementById('banner');
+  try {
+    const response = await fetch('/api/v1/status', { headers: { accept: 'application/json' } });
+    if (!response.ok) return;
+    const status = await response.json();
+    const warnings = (status.workers && status.workers.warnings) || [];
+    const shown = [...banner.querySelectorAll('p')].map((p) => p.textContent);
+    if (shown.join('\n') !== warnings.join('\n')) {
+      banner.replaceChildren(...warnings.map((w) => h('p', {}, w)));
+    }
+    banner.hidden = warnings.length === 0;
+  } catch {
+    // Offline: the connection indicator already says so; keep the last banner.
+  }
+}
+
 document.getElementById('filter')?.addEventListener('input', applyFilter);
 applyFilter();
 connect();
+setInterval(refreshBanner, BANNER_MS);
