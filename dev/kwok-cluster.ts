@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
+import { SANDBOX_KWOK_CRDS } from './kwok-logs.js';
 import { sandboxStages } from './kwok-stages.js';
 import { createSandboxStorageClass } from './volume-provisioner.js';
 import { freePort } from './ports.js';
@@ -76,14 +77,26 @@ async function configuration(options: KwokClusterOptions): Promise<string> {
       kwokControllerBinary: tools.kwok,
       // Tests create hundreds of objects quickly; client-side throttling would only slow them.
       disableQPSLimits: true,
+      // Pod logs are files chosen per namespace or pod by these resources (kwok-logs.ts).
+      enableCRDs: [...SANDBOX_KWOK_CRDS],
       ...(await clusterPorts()),
     },
-    // One instance each: leader election would only make a restarted controller-manager and
-    // scheduler wait out their predecessor's lease (15 s) before doing anything.
-    componentsPatches: ['kube-controller-manager', 'kube-scheduler'].map((name) => ({
-      name,
-      extraArgs: [{ key: 'leader-elect', value: 'false' }],
-    })),
+    componentsPatches: [
+      // One instance each: leader election would only make a restarted controller-manager and
+      // scheduler wait out their predecessor's lease (15 s) before doing anything.
+      ...['kube-controller-manager', 'kube-scheduler'].map((name) => ({
+        name,
+        extraArgs: [{ key: 'leader-elect', value: 'false' }],
+      })),
+      // `kubectl logs` goes from kube-apiserver to the node's kubelet, here kwok's server: the
+      // nodes give their InternalIP (kwok's address) and kwok's port (kwok-stages.ts), and the
+      // API server must prefer that address to the nodes' unresolvable host names.
+      { name: 'kwok-controller', extraArgs: [{ key: 'node-ip', value: '127.0.0.1' }] },
+      {
+        name: 'kube-apiserver',
+        extraArgs: [{ key: 'kubelet-preferred-address-types', value: 'InternalIP' }],
+      },
+    ],
   };
   return [JSON.stringify(kwokctl), ...sandboxStages({ jobRunMs: options.jobRunMs })].join(
     '\n---\n',

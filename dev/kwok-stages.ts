@@ -1,7 +1,8 @@
 /**
  * The kwok stages of the sandbox: how fake nodes and pods behave. Nodes become Ready and keep a
- * lease; pods become Running and Ready as soon as they are scheduled; pods owned by a Job end after
- * a delay, Succeeded unless they ask to fail.
+ * lease, with kwok's server as their kubelet endpoint (it serves pod logs, see kwok-logs.ts);
+ * pods become Running and Ready as soon as they are scheduled; pods owned by a Job end after a
+ * delay, Succeeded unless they ask to fail.
  *
  * A test makes a Job's pod fail by giving the pod template the label
  * `runboat-sandbox/outcome: fail` (exit code 1, reason Error). The annotation
@@ -46,6 +47,10 @@ spec:
       {{ end }}
       {{ with NodeName }}
       - { address: {{ . | Quote }}, type: Hostname }
+      {{ end }}
+      {{ with NodePort }}
+      daemonEndpoints:
+        kubeletEndpoint: { Port: {{ . }} }
       {{ end }}
       allocatable:
       {{ with .status.allocatable }}{{ YAML . 1 }}{{ else }}

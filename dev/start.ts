@@ -8,6 +8,7 @@
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createKubeClients, isKubeStatus } from '../lib/kube.js';
+import { servePodLogs } from './kwok-logs.js';
 import { untilInterrupted } from './run-command.js';
 import { describeSandbox, startSandbox } from './sandbox.js';
 import { writeFile } from 'node:fs/promises';
@@ -25,6 +26,13 @@ async function main(): Promise<void> {
     });
     await kube.core.createNamespace({ body: { metadata: { name: namespace } } }).catch((error) => {
       if (!isKubeStatus(error, 409)) throw error;
+    });
+    // The fake pods run nothing: this file is the log of each of them (append to it to follow).
+    const podLog = join(sandbox.runDir, 'pods.log');
+    await servePodLogs(kube.config, {
+      namespace,
+      file: podLog,
+      lines: [`(sandbox) every pod of ${namespace} shows ${podLog} as its log`],
     });
     const env: NodeJS.ProcessEnv = {
       RUNBOAT_REPOS_FILE: join(projectRoot, 'examples', 'repos.yaml'),
@@ -50,7 +58,8 @@ async function main(): Promise<void> {
     );
     console.log(`\nrunboat is up (sandbox ${sandbox.id}).\n\n${describeSandbox(sandbox)}`);
     console.log(`worker log        ${workerLog}\napi log           ${apiLog}`);
-    console.log(`builds namespace  ${namespace}\n`);
+    console.log(`builds namespace  ${namespace}`);
+    console.log(`pod log (fake)    ${podLog}\n`);
     console.log(`UI and API        ${api.url}  (API docs: ${api.url}/api/v1/openapi.json)`);
     console.log('send a webhook    npm run webhook -- push acme/shop feature/demo\n');
     console.log('Press Ctrl-C to stop; everything started here is stopped with it.');
