@@ -201,6 +201,7 @@ describe('with no worker', () => {
     const events = await recordStatuses(pushed);
     const started = Date.now();
     await env.startWorker();
+    const workerUpMs = Date.now() - started;
     const polling = await eventually(async () => {
       const { body } = await getJson<Status>('/api/v1/status');
       expect(body.workers.queues.map((q) => q.polling)).toEqual([true, true]);
@@ -235,7 +236,7 @@ describe('with no worker', () => {
     expect(status.counts.queued).toBe(0);
     expect(status.deployed).toBe(2);
     console.log(
-      `no-worker: banner gone ${bannerGoneMs} ms after the worker started; both builds stopped after ${stoppedMs} ms; statuses of ${pushed}: ${events.statuses.join(' → ')}`,
+      `no-worker: worker up (its start-up line) after ${workerUpMs} ms, banner gone after ${bannerGoneMs} ms; both builds stopped after ${stoppedMs} ms; statuses of ${pushed}: ${events.statuses.join(' → ')}`,
     );
   });
 });
