@@ -11,6 +11,7 @@ import Koa from 'koa';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { buildStatuses, type BuildStatus } from '../domain/build.js';
 import type { BuildView } from '../domain/build-view.js';
+import { LogUnavailableError } from '../lib/build-logs.js';
 import { BuildNotFoundError, ClientError, UnauthorizedError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { RepoConfig } from '../lib/settings.js';
@@ -19,12 +20,29 @@ import type { BuildCommands, Transition } from './commands.js';
 import { openApiDocument } from './openapi.js';
 import type { WorkerStatus } from './worker-status.js';
 
-/** Where the build logs come from. */
+/**
+ * Where the build logs come from. A log that cannot be read rejects with a
+ * {@link LogUnavailableError}, answered with its status (502/503) and reason.
+ */
 export interface LogSource {
   /** The kept tail of the last init Job's log, or undefined when none was kept. */
   initLog(name: string): Promise<string | undefined>;
-  /** The running build's log, streamed. */
+  /** The kept tail of the last cleanup Job's log, or undefined when none was kept. */
+  cleanupLog(name: string): Promise<string | undefined>;
+  /** The running build's log, streamed; destroying the stream ends its request upstream. */
   buildLog(name: string, options: { follow: boolean; tail: number }): Promise<Readable>;
+}
+
+/** Runs a log route; a log that cannot be read answers its status with the reason. */
+async function answeringLogErrors(ctx: Koa.Context, route: () => Promise<void>): Promise<void> {
+  try {
+    await route();
+  } catch (error) {
+    if (!(error instanceof LogUnavailableError)) throw error;
+    ctx.status = error.status;
+    ctx.body = { error: error.message };
+    if (error.status === 503) ctx.set('retry-after', '5');
+  }
 }
 
 /** Settings the API reads. */
@@ -331,13 +349,24 @@ export function createApp(deps: AppDeps): Koa {
     const name = ctx.params.name ?? '';
     ctx.body = (await index.find(name)) ?? buildOr404(name);
   });
-  router.get('/api/v1/builds/:name/init-log', async (ctx) => {
-    const build = buildOr404(ctx.params.name ?? '');
-    const text = await deps.logs.initLog(build.name);
-    if (text === undefined) throw new ClientError(`build ${build.name} has no init log yet`, 404);
-    ctx.type = 'text/plain; charset=utf-8';
-    ctx.body = text;
-  });
+  // A known build whose Job has not kept a log yet is a 409 (its state), not the 404 of a name
+  // that matches no build.
+  for (const kind of ['init', 'cleanup'] as const) {
+    router.get(`/api/v1/builds/:name/${kind}-log`, async (ctx) => {
+      const build = buildOr404(ctx.params.name ?? '');
+      await answeringLogErrors(ctx, async () => {
+        const text =
+          kind === 'init'
+            ? await deps.logs.initLog(build.name)
+            : await deps.logs.cleanupLog(build.name);
+        if (text === undefined) {
+          throw new ClientError(`build ${build.name} has no ${kind} log yet`, 409);
+        }
+        ctx.type = 'text/plain; charset=utf-8';
+        ctx.body = text;
+      });
+    });
+  }
   router.get('/api/v1/builds/:name/log', async (ctx) => {
     const build = buildOr404(ctx.params.name ?? '');
     const tail = Number(ctx.query.tail ?? 500);
@@ -348,8 +377,17 @@ export function createApp(deps: AppDeps): Koa {
     if (build.status !== 'started' && build.status !== 'starting') {
       throw new ClientError(`build ${build.name} is ${build.status}: it has no running pod`, 409);
     }
-    ctx.type = 'text/plain; charset=utf-8';
-    ctx.body = await deps.logs.buildLog(build.name, { follow, tail });
+    await answeringLogErrors(ctx, async () => {
+      const stream = await deps.logs.buildLog(build.name, { follow, tail });
+      // A client that goes away ends the stream, and with it the request to Kubernetes: an
+      // abandoned follow must not hold a connection open upstream.
+      const end = () => stream.destroy();
+      if (ctx.req.socket.destroyed) end();
+      ctx.res.once('close', end);
+      ctx.req.socket.setTimeout(0);
+      ctx.type = 'text/plain; charset=utf-8';
+      ctx.body = stream;
+    });
   });
   for (const transition of ['start', 'stop', 'reset'] as const satisfies Transition[]) {
     router.post(`/api/v1/builds/:name/${transition}`, async (ctx) => {

@@ -62,7 +62,7 @@ async function main(): Promise<void> {
   const app = createApp({
     index,
     commands,
-    logs: createBuildLogs(kube, namespace),
+    logs: createBuildLogs(kube, namespace, { metrics }),
     settings: {
       repos,
       maxStarted: settings.RUNBOAT_MAX_STARTED,

@@ -38,6 +38,20 @@ const answers = (ok: Record<string, unknown>, ...codes: (400 | 401 | 404 | 409)[
     ]),
   ),
 });
+/** The answers of a log endpoint: the text, or why there is none (409) or it cannot be read. */
+const logAnswers = (noLog: string, ...codes: (400 | 404)[]) => ({
+  ...answers({ 200: { description: 'log', content: { 'text/plain': {} } } }, ...codes),
+  ...Object.fromEntries(
+    [
+      [409, noLog],
+      [502, 'Kubernetes answered an error when asked for the log (the reason is given)'],
+      [503, 'Kubernetes (or the pod) cannot be reached now; retry later (Retry-After)'],
+    ].map(([code, description]) => [
+      String(code),
+      { description, content: { 'application/json': { schema: error } } },
+    ]),
+  ),
+});
 const json = (schema: unknown, description = 'OK') => ({
   description,
   content: { 'application/json': { schema } },
@@ -91,25 +105,33 @@ export const openApiDocument = {
     },
     '/api/v1/builds/{name}/init-log': {
       get: {
-        summary: 'The kept tail of the init log',
+        summary: 'The kept tail of the last init log, with its outcome (also after a failure)',
         parameters: [buildName],
-        responses: answers({ 200: { description: 'log', content: { 'text/plain': {} } } }, 404),
+        responses: logAnswers('the build has no init log yet (its init has not ended)', 404),
+      },
+    },
+    '/api/v1/builds/{name}/cleanup-log': {
+      get: {
+        summary:
+          'The kept tail of the last cleanup log, with its outcome (`cleanup-failed` builds)',
+        parameters: [buildName],
+        responses: logAnswers('the build has no cleanup log yet (no cleanup has ended)', 404),
       },
     },
     '/api/v1/builds/{name}/log': {
       get: {
-        summary: 'The log of the running build',
+        summary: 'The log of the running build; with `follow`, streamed until the client leaves',
         parameters: [
           buildName,
-          { name: 'tail', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 100000 } },
+          {
+            name: 'tail',
+            in: 'query',
+            description: 'last lines (default 500)',
+            schema: { type: 'integer', minimum: 1, maximum: 100000 },
+          },
           { name: 'follow', in: 'query', schema: { type: 'boolean' } },
         ],
-        responses: answers(
-          { 200: { description: 'log', content: { 'text/plain': {} } } },
-          400,
-          404,
-          409,
-        ),
+        responses: logAnswers('the build is not started or starting: it has no pod', 400, 404),
       },
     },
     ...Object.fromEntries(

@@ -102,6 +102,7 @@ beforeAll(async () => {
     commands,
     logs: {
       initLog: () => Promise.resolve(undefined),
+      cleanupLog: () => Promise.resolve(undefined),
       buildLog: () => Promise.reject(new Error('no logs here')),
     },
     settings: {
