@@ -473,6 +473,15 @@ describe('a reset during init', () => {
           return { handle, name: buildName(commit) };
         }),
       );
+      // GitHub slow to take the `initializing` status: the init activity has marked the build
+      // but not yet created its Job when the reset comes.
+      const slow = env.commit('acme/slowinit', 'reset-before-job');
+      env.github.statusDelays.set(slow.gitCommit, 3000);
+      const slowHandle = await build(slow);
+      await waitForApi(buildName(slow), 'initializing', 30_000);
+      await slowHandle.executeUpdate(resetUpdate);
+      handles.push({ handle: slowHandle, name: buildName(slow) });
+
       for (const { name } of handles) await waitForApi(name, 'stopped');
       expect(jobs.peak).toBe(1);
       for (const { handle } of handles) {

@@ -28,6 +28,8 @@ export interface FakeGitHub {
   branchErrors: Map<string, number>;
   /** Every request on the branches routes, in order, with the error it got from `branchErrors`. */
   branchRequests: { repo: string; path: string; error: number | undefined; at: number }[];
+  /** Commit SHA → milliseconds to wait before answering a commit status of it (a slow GitHub). */
+  statusDelays: Map<string, number>;
   statusesOf(sha: string): ReceivedStatus[];
   close(): Promise<void>;
 }
@@ -47,6 +49,7 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
   const heads = new Map<string, Map<string, string>>();
   const branchErrors = new Map<string, number>();
   const branchRequests: FakeGitHub['branchRequests'] = [];
+  const statusDelays = new Map<string, number>();
   const server = createServer((request, response) => {
     void (async () => {
       const url = new URL(request.url ?? '/', 'http://github.test');
@@ -54,6 +57,8 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
       // /repos/{owner}/{repo}/statuses/{sha}
       if (request.method === 'POST' && parts[1] === 'repos' && parts[4] === 'statuses') {
         const body = JSON.parse(await readBody(request)) as Record<string, string>;
+        const delay = statusDelays.get(parts[5] ?? '');
+        if (delay) await new Promise((resolve) => setTimeout(resolve, delay));
         statuses.push({
           repo: `${parts[2]}/${parts[3]}`,
           sha: parts[5] ?? '',
@@ -112,6 +117,7 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
     heads,
     branchErrors,
     branchRequests,
+    statusDelays,
     statusesOf: (sha) => statuses.filter((status) => status.sha === sha),
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
