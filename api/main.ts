@@ -31,6 +31,10 @@ async function main(): Promise<void> {
     buildsTaskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
     initTaskQueue: settings.RUNBOAT_INIT_TASK_QUEUE,
     cancelSuperseded: settings.RUNBOAT_CANCEL_SUPERSEDED,
+    cleanup: {
+      attempts: settings.RUNBOAT_CLEANUP_ATTEMPTS,
+      retrySeconds: settings.RUNBOAT_CLEANUP_RETRY_SECONDS,
+    },
   };
   const client = await connectClient(temporal);
   const kube = createKubeClients({

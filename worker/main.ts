@@ -76,6 +76,10 @@ async function main(): Promise<void> {
     buildsTaskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
     initTaskQueue: settings.RUNBOAT_INIT_TASK_QUEUE,
     cancelSuperseded: settings.RUNBOAT_CANCEL_SUPERSEDED,
+    cleanup: {
+      attempts: settings.RUNBOAT_CLEANUP_ATTEMPTS,
+      retrySeconds: settings.RUNBOAT_CLEANUP_RETRY_SECONDS,
+    },
   };
   const github =
     settings.RUNBOAT_GITHUB_TOKEN || process.env.RUNBOAT_GITHUB_API_URL
@@ -107,6 +111,9 @@ async function main(): Promise<void> {
     namespace: temporal.namespace,
     activities,
     shutdownGraceTime: '10 seconds',
+    // A reset or undeploy cancels a running init through its heartbeat: a short throttle lets
+    // the cancellation reach it within seconds (docs/failures.md).
+    maxHeartbeatThrottleInterval: '2 seconds',
   };
   const workers: Worker[] = [];
   const code = workflowCode();
