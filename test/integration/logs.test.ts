@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { appendPodLog, servePodLogs } from '../../dev/kwok-logs.js';
-import { RUN_FOR_ANNOTATION } from '../../dev/kwok-stages.js';
+import { OUTCOME_LABEL, RUN_FOR_ANNOTATION } from '../../dev/kwok-stages.js';
 import { runCommand } from '../../dev/run-command.js';
 import { spawnApi, type WorkerProcess } from '../../dev/worker-process.js';
 import { buildName } from '../../domain/names.js';
@@ -40,8 +40,22 @@ const slowRepo = {
   ],
 };
 
+/** Cleanup pods of `acme/unclean` fail: its builds end `cleanup-failed` when undeployed. */
+const uncleanRepo = {
+  repo: 'acme/unclean',
+  branch: '.*',
+  builds: [
+    {
+      image: 'ghcr.io/acme/odoo:16.0',
+      templateVars: { cleanupPodLabels: { [OUTCOME_LABEL]: 'fail' } },
+    },
+  ],
+};
+
 beforeAll(async () => {
-  env = await createBuildEnv({ repos: [slowRepo, testRepos.failing, testRepos.acme] });
+  env = await createBuildEnv({
+    repos: [slowRepo, uncleanRepo, testRepos.failing, testRepos.acme],
+  });
   dir = await mkdtemp(join(tmpdir(), 'runboat-logs-'));
   podLog = join(dir, 'pods.log');
   await servePodLogs(env.kube.config, {
@@ -49,7 +63,7 @@ beforeAll(async () => {
     file: podLog,
     lines: ['logs test: the log every pod of this namespace shows'],
   });
-  await env.startWorker();
+  await env.startWorker({ RUNBOAT_CLEANUP_ATTEMPTS: '1', RUNBOAT_CLEANUP_RETRY_SECONDS: '1' });
   api = await spawnApi(
     {
       ...env.workerEnv,
@@ -212,6 +226,31 @@ describe('build logs', () => {
       status: 409,
       json: { error: `build ${started} has no cleanup log yet` },
     });
+  });
+
+  it('keeps the log of a failed init and of a failed cleanup, readable from the API', async () => {
+    const lines = markedLines('failing', 2);
+    await appendPodLog(podLog, lines);
+    const [broken, unclean] = await Promise.all([
+      trigger('acme/broken', 'main'),
+      trigger('acme/unclean', 'main'),
+    ]);
+    await waitForApiStatus(broken, 'failed');
+    const initLog = await call('GET', `/api/v1/builds/${broken}/init-log`);
+    expect(initLog.status).toBe(200);
+    expect(initLog.text).toMatch(new RegExp(`^# ${broken}-init-1: failed \\(BackoffLimitExceeded`));
+    expect(initLog.text.split('\n')).toEqual(expect.arrayContaining(lines));
+
+    await waitForApiStatus(unclean, 'stopped');
+    expect((await call('DELETE', `/api/v1/builds/${unclean}`, { auth: true })).status).toBe(202);
+    await eventually(async () => {
+      expect((await call('GET', `/api/v1/builds/${unclean}`)).json?.status).toBe('cleanup-failed');
+    }, 90_000);
+    const cleanupLog = await call('GET', `/api/v1/builds/${unclean}/cleanup-log`);
+    expect(cleanupLog.status).toBe(200);
+    expect(cleanupLog.type).toMatch(/^text\/plain/);
+    expect(cleanupLog.text).toMatch(new RegExp(`^# ${unclean}-cleanup-\\d+: failed`));
+    expect(cleanupLog.text.split('\n')).toEqual(expect.arrayContaining(lines));
   });
 
   it("serves the running build's log, its tail, and follows what is appended", async () => {
