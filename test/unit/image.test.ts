@@ -74,4 +74,16 @@ describe('the Dockerfile', () => {
     expect(final).toContain('COPY --from=deps /src/node_modules node_modules');
     expect(dockerfile).toContain('npm ci --omit=dev');
   });
+
+  it('copies into its build stage every directory the release is compiled from', async () => {
+    const dockerfile = await readFile(join(projectRoot, 'Dockerfile'), 'utf8');
+    const build = dockerfile.slice(dockerfile.indexOf(' AS build'), dockerfile.indexOf(' AS deps'));
+    const copied = [...build.matchAll(/^COPY (\S+) \1$/gm)].map((match) => match[1]);
+    const tsconfig = JSON.parse(
+      await readFile(join(projectRoot, 'tsconfig.build.json'), 'utf8'),
+    ) as { include: string[] };
+    expect(copied).toEqual(expect.arrayContaining(tsconfig.include));
+    // The files dev/build.ts copies beside the code (templates, static files, kubefiles).
+    expect(copied).toEqual(expect.arrayContaining(['api', 'kubefiles']));
+  });
 });
