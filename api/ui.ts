@@ -258,7 +258,19 @@ export function webUi(deps: WebUiDeps): Koa.Middleware {
   router.get('/builds/:name', async (ctx) => {
     ctx.state.route = 'ui /builds/:name';
     const name = ctx.params.name ?? '';
-    const build = await index.find(name);
+    let build: BuildView | undefined;
+    try {
+      build = await index.find(name);
+    } catch (error) {
+      // Not in the cache, and Temporal cannot say whether it exists: a page, not JSON.
+      if (!(error instanceof ClientError)) throw error;
+      return render(
+        ctx,
+        'not-found.njk',
+        { page: 'not-found', heading: 'Cannot tell', message: error.message },
+        error.status,
+      );
+    }
     if (!build) return notFound(ctx, `There is no build named ${name}.`);
     const page = (b: BuildView, note?: string) =>
       render(ctx, 'build.njk', { page: 'build', bodyBuild: b.name, b, note });

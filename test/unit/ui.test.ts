@@ -15,7 +15,7 @@ import type { BuildFilter } from '../../api/build-index.js';
 import type { BuildCommands, Transition } from '../../api/commands.js';
 import { webUi } from '../../api/ui.js';
 import { noWorkerWarning, type WorkerStatus } from '../../api/worker-status.js';
-import { InvalidTransitionError } from '../../lib/errors.js';
+import { ClientError, InvalidTransitionError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/logger.js';
 
 interface Spec {
@@ -73,7 +73,12 @@ const index = {
   all(filter: BuildFilter = {}) {
     return index.list(filter);
   },
-  find: (name: string) => Promise.resolve(builds.get(name)),
+  find: (name: string) =>
+    name === 'btemporaldown'
+      ? Promise.reject(
+          new ClientError(`Temporal does not answer: cannot tell whether ${name} exists`, 503),
+        )
+      : Promise.resolve(builds.get(name)),
   on: () => index,
   off: () => index,
   isSynced: true,
@@ -392,6 +397,16 @@ describe('no worker', () => {
     const live = await get(`/builds/${queued.name}?live`);
     expect(live.text).toContain('This build is queued');
     expect(sent).toEqual([]);
+  });
+
+  it('says so on a page when Temporal cannot tell whether a build exists', async () => {
+    const page = await get('/builds/btemporaldown');
+    expect(page.status).toBe(503);
+    expect(page.headers.get('content-type')).toMatch(/^text\/html/);
+    expect(page.text).toContain('<h1>Cannot tell</h1>');
+    expect(page.text).toContain(
+      'Temporal does not answer: cannot tell whether btemporaldown exists',
+    );
   });
 });
 
