@@ -6,6 +6,7 @@
 import {
   isGrpcServiceError,
   WorkflowNotFoundError,
+  WorkflowUpdateRPCTimeoutOrCancelledError,
   WorkflowUpdateFailedError,
   type Client,
 } from '@temporalio/client';
@@ -93,9 +94,12 @@ export function createBuildCommands(options: BuildCommandsOptions): BuildCommand
         );
       } catch (error) {
         if (error instanceof WorkflowNotFoundError) throw new BuildNotFoundError(name);
-        if (isGrpcServiceError(error) && error.code === GRPC_DEADLINE_EXCEEDED) {
+        const timedOut =
+          error instanceof WorkflowUpdateRPCTimeoutOrCancelledError ||
+          (isGrpcServiceError(error) && error.code === GRPC_DEADLINE_EXCEEDED);
+        if (timedOut) {
           throw new ClientError(
-            `build ${name} did not answer ${transition} within ${timeoutMs / 1000} s: no builds worker may be running; the request stays queued`,
+            `build ${name} did not answer ${transition} within ${timeoutMs / 1000} s: is a worker of the builds role running? Try again once one is`,
             503,
           );
         }

@@ -60,7 +60,13 @@ async function main(): Promise<void> {
           token: settings.RUNBOAT_GITHUB_TOKEN,
         })
       : undefined;
-  const commands = createBuildCommands({ client, temporal, repos, github });
+  const commands = createBuildCommands({
+    client,
+    temporal,
+    repos,
+    github,
+    updateTimeoutMs: settings.RUNBOAT_UPDATE_TIMEOUT_SECONDS * 1000,
+  });
   const metrics = new Registry();
   collectDefaultMetrics({ register: metrics });
   const app = createApp({

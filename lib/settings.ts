@@ -97,8 +97,19 @@ const envSchema = z.object({
   RUNBOAT_CLEANUP_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(4),
   /** Seconds before the second cleanup attempt; doubled before each further one. */
   RUNBOAT_CLEANUP_RETRY_SECONDS: z.coerce.number().positive().default(5),
+  /** Workers announce a Worker Deployment Version and Temporal routes by it (docs/upgrades.md). */
+  RUNBOAT_WORKER_VERSIONING: bool.default(false),
+  /** Name of the Worker Deployment: one per installation (no `.`). */
+  RUNBOAT_DEPLOYMENT_NAME: z
+    .string()
+    .regex(/^[^.]+$/, 'must not contain "."')
+    .default('runboat'),
+  /** Build id of this worker's version (e.g. the image tag); default `<version>-<git sha>`. */
+  RUNBOAT_BUILD_ID: z.string().min(1).max(255).optional(),
   RUNBOAT_API_HOST: z.string().default('127.0.0.1'),
   RUNBOAT_API_PORT: z.coerce.number().int().min(0).max(65535).default(8000),
+  /** Seconds the API waits for a build to take a start, stop, reset or undeploy (then 503). */
+  RUNBOAT_UPDATE_TIMEOUT_SECONDS: z.coerce.number().positive().default(30),
   /** Secret of the GitHub webhook; required unless RUNBOAT_WEBHOOK_INSECURE is set. */
   RUNBOAT_WEBHOOK_SECRET: z.string().min(1).optional(),
   /** Development only: accept unsigned webhook deliveries. */

@@ -122,6 +122,7 @@ beforeAll(async () => {
       RUNBOAT_ADMIN_TOKEN: TOKEN,
       RUNBOAT_CLEANUP_ATTEMPTS: String(CLEANUP.attempts),
       RUNBOAT_CLEANUP_RETRY_SECONDS: String(CLEANUP.retrySeconds),
+      RUNBOAT_UPDATE_TIMEOUT_SECONDS: '3',
     },
     join(dir, 'api.log'),
   );
@@ -518,6 +519,21 @@ describe('no-ops', () => {
   });
 });
 
-it('leaves the worker running', () => {
-  expect(worker.child.exitCode).toBeNull();
+describe('without a worker', () => {
+  it('a transition answers 503 with the reason after the update deadline, never hangs', async () => {
+    const commit = env.commit('acme/shop', 'no-worker');
+    const name = buildName(commit);
+    await build(commit);
+    await waitForApi(name, 'stopped');
+    expect(worker.child.exitCode).toBeNull();
+    expect(await worker.stop('SIGTERM')).toBe('0');
+
+    const asked = Date.now();
+    const start = await call('POST', `/api/v1/builds/${name}/start`);
+    const waited = Date.now() - asked;
+    expect(start.status).toBe(503);
+    expect(start.json.error).toMatch(/did not answer start within 3 s: is a worker/);
+    expect(waited).toBeLessThan(10_000);
+    console.log(`503 after ${waited} ms`);
+  });
 });
