@@ -52,6 +52,9 @@ function unavailable(what: string, error: unknown): LogUnavailableError {
   );
 }
 
+/** How long Kubernetes may take to answer a log request (its headers) before it counts as away. */
+const ANSWER_TIMEOUT_MS = 30_000;
+
 /** Reads a small error body and gives its Kubernetes Status message. */
 async function statusMessage(response: IncomingMessage): Promise<string> {
   let text = '';
@@ -82,6 +85,8 @@ async function streamFromKube(config: KubeConfig, path: string): Promise<Incomin
   const send = url.protocol === 'https:' ? https.request : http.request;
   return new Promise((resolve, reject) => {
     const request = send(url, { ...options, method: 'GET' }, (response) => {
+      // Answered: from now on a followed log may stay quiet for as long as the build does.
+      request.setTimeout(0);
       if (response.statusCode === 200) {
         resolve(response);
         return;
@@ -93,6 +98,9 @@ async function streamFromKube(config: KubeConfig, path: string): Promise<Incomin
         reject,
       );
     });
+    request.setTimeout(ANSWER_TIMEOUT_MS, () =>
+      request.destroy(new Error(`no answer in ${ANSWER_TIMEOUT_MS / 1000} s`)),
+    );
     request.on('error', (error) =>
       reject(new LogUnavailableError(`Kubernetes API unreachable: ${error.message}`, 503)),
     );
@@ -100,6 +108,7 @@ async function streamFromKube(config: KubeConfig, path: string): Promise<Incomin
   });
 }
 
+/** When the pod was created (ms), to pick the newest. */
 function created(pod: V1Pod): number {
   return new Date(pod.metadata?.creationTimestamp ?? 0).getTime();
 }
