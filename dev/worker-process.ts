@@ -26,6 +26,8 @@ export interface SpawnOptions {
    * `npm run build` wrote into `dist/`, run by plain `node` as in production.
    */
   from?: 'source' | 'dist';
+  /** With `from: 'dist'`: the directory holding the release's `dist/` (default: the project's). */
+  releaseDir?: string;
 }
 
 /** Starts a worker and resolves once it logs that it runs (its workflow bundle is built). */
@@ -69,7 +71,7 @@ async function spawnSystemProcess(
 ): Promise<WorkerProcess> {
   const args =
     options.from === 'dist'
-      ? [join(projectRoot, 'dist', `${entry}.js`)]
+      ? [join(options.releaseDir ?? projectRoot, 'dist', `${entry}.js`)]
       : ['--import', 'tsx', join(projectRoot, `${entry}.ts`)];
   const fd = openSync(logFile, 'a');
   const child = spawn(process.execPath, args, {

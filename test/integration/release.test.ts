@@ -1,11 +1,13 @@
 /**
  * The release (`npm run build` → `dist/`) run as in production: `node dist/worker/main.js` and
- * `node dist/api/main.js`, no tsx, the prebuilt workflow bundle, through a build's life from a
- * signed webhook to `stopped` and its undeploy.
+ * `node dist/api/main.js`, no tsx, the prebuilt workflow bundle, only the production
+ * dependencies within reach, through a build's life from a signed webhook to `stopped` and its
+ * undeploy.
  */
 import { randomBytes } from 'node:crypto';
 import { builtinModules } from 'node:module';
-import { mkdtemp, readdir, readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +21,8 @@ import { eventually } from './helpers.js';
 
 const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const dist = join(projectRoot, 'dist');
+/** Where the release runs: a copy of dist/ with the production dependencies only. */
+let release: string;
 const SECRET = 'release-test-secret';
 let env: BuildEnv;
 let worker: WorkerProcess;
@@ -32,12 +36,14 @@ beforeAll(async () => {
     repos: [{ repo: 'acme/release', branch: '.*', builds: [{ image: 'ghcr.io/acme/odoo:16.0' }] }],
   });
   logDir = await mkdtemp(join(tmpdir(), 'runboat-release-'));
-  worker = await spawnWorker(env.workerEnv, join(logDir, 'worker.log'), 90_000, { from: 'dist' });
+  release = await productionTree();
+  const from = { from: 'dist', releaseDir: release } as const;
+  worker = await spawnWorker(env.workerEnv, join(logDir, 'worker.log'), 90_000, from);
   api = await spawnApi(
     { ...env.workerEnv, RUNBOAT_API_PORT: '0', RUNBOAT_WEBHOOK_SECRET: SECRET },
     join(logDir, 'api.log'),
     60_000,
-    { from: 'dist' },
+    from,
   );
 }, 300_000);
 
@@ -45,7 +51,29 @@ afterAll(async () => {
   await api?.stop();
   await worker?.stop();
   await env?.close();
+  if (release) await rm(release, { recursive: true, force: true });
 });
+
+/**
+ * What `npm ci --omit=dev` would leave, without the download: a copy of dist/ and package.json
+ * beside a node_modules that links only the packages package-lock.json does not mark `dev`.
+ * (Their own dependencies are production packages too, so the first hop is what matters.)
+ */
+async function productionTree(): Promise<string> {
+  const root = await mkdtemp(join(tmpdir(), 'runboat-release-tree-'));
+  await cp(dist, join(root, 'dist'), { recursive: true });
+  await cp(join(projectRoot, 'package.json'), join(root, 'package.json'));
+  const lock = JSON.parse(await readFile(join(projectRoot, 'package-lock.json'), 'utf8')) as {
+    packages: Record<string, { dev?: boolean }>;
+  };
+  for (const [path, meta] of Object.entries(lock.packages)) {
+    // Top-level packages only (`node_modules/x`, `node_modules/@scope/x`); nested ones come along.
+    if (!/^node_modules\/(@[^/]+\/)?[^/]+$/.test(path) || meta.dev) continue;
+    await mkdir(dirname(join(root, path)), { recursive: true });
+    await symlink(join(projectRoot, path), join(root, path));
+  }
+  return root;
+}
 
 /** Files under a directory, recursively. */
 async function filesUnder(dir: string): Promise<string[]> {
@@ -57,12 +85,23 @@ async function filesUnder(dir: string): Promise<string[]> {
 
 describe('the release in dist/', () => {
   it('runs the worker and the API with plain node and the prebuilt workflow bundle', async () => {
-    expect(worker.child.spawnargs).toEqual([process.execPath, join(dist, 'worker', 'main.js')]);
-    expect(api.child.spawnargs).toEqual([process.execPath, join(dist, 'api', 'main.js')]);
+    expect(worker.child.spawnargs).toEqual([
+      process.execPath,
+      join(release, 'dist', 'worker', 'main.js'),
+    ]);
+    expect(api.child.spawnargs).toEqual([
+      process.execPath,
+      join(release, 'dist', 'api', 'main.js'),
+    ]);
+    // Development dependencies are out of reach of the release.
+    expect(existsSync(join(release, 'node_modules', '@temporalio', 'worker'))).toBe(true);
+    for (const devOnly of ['tsx', 'typescript', 'vitest', '@temporalio/testing']) {
+      expect(existsSync(join(release, 'node_modules', devOnly))).toBe(false);
+    }
     const workerLog = await readFile(worker.logFile, 'utf8');
     const running = workerLog.split('\n').find((line) => line.includes('worker running'));
     expect(JSON.parse(running ?? '{}')).toMatchObject({
-      workflowBundle: join(dist, 'workflow-bundle.js'),
+      workflowBundle: join(release, 'dist', 'workflow-bundle.js'),
     });
     // The UI's static files and templates ship with the release.
     const css = await fetch(`${api.url}/static/app.css`);
