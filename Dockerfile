@@ -44,7 +44,7 @@ WORKDIR /app
 COPY --from=deps /src/node_modules node_modules
 COPY --from=build /src/dist dist
 COPY package.json ./
-COPY deploy/docker-entrypoint.sh /usr/local/bin/runboat
+COPY --chmod=755 deploy/docker-entrypoint.sh /usr/local/bin/runboat
 # The node user of the base image, by number so that Kubernetes can check runAsNonRoot.
 USER 1000:1000
 EXPOSE 8000
