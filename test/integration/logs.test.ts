@@ -52,6 +52,9 @@ const uncleanRepo = {
   ],
 };
 
+/** Workflows started by the API (and adopted by the worker) end `cleanup-failed` at once. */
+const oneCleanupAttempt = { RUNBOAT_CLEANUP_ATTEMPTS: '1', RUNBOAT_CLEANUP_RETRY_SECONDS: '1' };
+
 beforeAll(async () => {
   env = await createBuildEnv({
     repos: [slowRepo, uncleanRepo, testRepos.failing, testRepos.acme],
@@ -63,13 +66,14 @@ beforeAll(async () => {
     file: podLog,
     lines: ['logs test: the log every pod of this namespace shows'],
   });
-  await env.startWorker({ RUNBOAT_CLEANUP_ATTEMPTS: '1', RUNBOAT_CLEANUP_RETRY_SECONDS: '1' });
+  await env.startWorker(oneCleanupAttempt);
   api = await spawnApi(
     {
       ...env.workerEnv,
       RUNBOAT_API_PORT: '0',
       RUNBOAT_WEBHOOK_SECRET: 'test-secret',
       RUNBOAT_ADMIN_TOKEN: TOKEN,
+      ...oneCleanupAttempt,
     },
     join(dir, 'api.log'),
   );
