@@ -173,6 +173,13 @@ export function createBuildLogs(
       const pod = await newestAppPod(name);
       const podName = pod?.metadata?.name;
       if (!podName) throw new LogUnavailableError(`build ${name} has no running pod yet`, 503);
+      // Kubernetes would refuse (400) the log of a pod not started yet: it is a wait, not an error.
+      if (pod.status?.phase === 'Pending') {
+        throw new LogUnavailableError(
+          `the pod ${podName} of build ${name} is not running yet`,
+          503,
+        );
+      }
       const query = new URLSearchParams({
         container: pod.spec?.containers[0]?.name ?? '',
         follow: String(options.follow),

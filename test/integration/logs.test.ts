@@ -55,9 +55,18 @@ const uncleanRepo = {
 /** Workflows started by the API (and adopted by the worker) end `cleanup-failed` at once. */
 const oneCleanupAttempt = { RUNBOAT_CLEANUP_ATTEMPTS: '1', RUNBOAT_CLEANUP_RETRY_SECONDS: '1' };
 
+/** App pods of `acme/huge` ask for more CPU than any node has: they stay Pending. */
+const hugeRepo = {
+  repo: 'acme/huge',
+  branch: '.*',
+  builds: [
+    { image: 'ghcr.io/acme/odoo:16.0', templateVars: { resources: { requests: { cpu: '5000' } } } },
+  ],
+};
+
 beforeAll(async () => {
   env = await createBuildEnv({
-    repos: [slowRepo, uncleanRepo, testRepos.failing, testRepos.acme],
+    repos: [slowRepo, uncleanRepo, hugeRepo, testRepos.failing, testRepos.acme],
   });
   dir = await mkdtemp(join(tmpdir(), 'runboat-logs-'));
   podLog = join(dir, 'pods.log');
@@ -336,6 +345,20 @@ describe('build logs', () => {
       const unknown = await call('GET', `/api/v1/builds/bnope/${path}`);
       expect(unknown).toMatchObject({ status: 404, json: { error: 'no build named bnope' } });
     }
+  });
+
+  it('answers 503 with the reason while the pod is not running yet', async () => {
+    const huge = await trigger('acme/huge', 'main');
+    await waitForApiStatus(huge, 'stopped');
+    expect((await call('POST', `/api/v1/builds/${huge}/start`, { auth: true })).status).toBe(202);
+    await waitForApiStatus(huge, 'starting');
+    const live = await eventually(async () => {
+      const answer = await call('GET', `/api/v1/builds/${huge}/log`);
+      // Until the ReplicaSet made the pod, there is none; then it stays Pending.
+      expect(answer.json?.error).toMatch(/^the pod \S+ of build \S+ is not running yet$/);
+      return answer;
+    }, 20_000);
+    expect(live.status).toBe(503);
   });
 
   it('answers 503 with the reason when Kubernetes is unreachable', async () => {
