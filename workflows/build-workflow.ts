@@ -370,6 +370,9 @@ class Build {
   private async adopt(): Promise<void> {
     log.info('adopting build', { build: this.state.name, status: this.state.status });
     this.upsertCommitAttributes();
+    // A Deployment left by the Python runboat has no status label: without one, the watcher
+    // cannot tell a scale by hand from the workflow's own.
+    await this.mirror({ status: this.state.status });
     if (this.state.status === 'undeploying') this.actions.push({ kind: 'undeploy', done: false });
     if (this.state.status === 'starting') await this.awaitReady();
   }

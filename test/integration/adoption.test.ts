@@ -14,6 +14,7 @@ import { startUpdate, stateQuery, stopUpdate, undeployUpdate } from '../../domai
 import { buildName } from '../../domain/names.js';
 import { RUN_FOR_ANNOTATION } from '../../dev/kwok-stages.js';
 import { restartTemporal } from '../../dev/sandbox.js';
+import { mergePatch } from '../../lib/kube.js';
 import { spawnApi, type WorkerProcess } from '../../dev/worker-process.js';
 import { createBuildEnv, testRepos, type BuildEnv } from './build-env.js';
 import { eventually } from './helpers.js';
@@ -121,6 +122,18 @@ describe('adoption', () => {
         (await fetch(`${api.url}/api/v1/builds/${first}/stop`, { method: 'POST' })).status,
       ).toBe(202);
       await env.waitForStatus(first, 'stopped');
+
+      // Scaled by hand (its Deployment never had a status label from the Python runboat): the
+      // adopting workflow mirrored one, so the drift is seen and taken as a start.
+      const [, second] = names as [string, string];
+      await env.kube.apps.patchNamespacedDeployment(
+        { name: second, namespace: env.namespace, body: { spec: { replicas: 1 } } },
+        mergePatch,
+      );
+      await env.waitForStatus(second, 'started');
+      expect((await env.client.workflow.getHandle(second).query(stateQuery)).status).toBe(
+        'started',
+      );
     } finally {
       await api.stop();
     }
