@@ -15,6 +15,7 @@ import {
   Runtime,
   Worker,
   type LogLevel,
+  type WorkerDeploymentOptions,
 } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
 import { fleetLimitsSignal, fleetWorkflowId, initStartedSignal } from '../domain/messages.js';
@@ -23,6 +24,7 @@ import { createKubeClients } from '../lib/kube.js';
 import { createLogger } from '../lib/logger.js';
 import { loadReposFile, loadSettings, SettingsError } from '../lib/settings.js';
 import { connectClient, ensureBuild } from '../lib/temporal.js';
+import { workerVersion } from '../lib/worker-version.js';
 import { startAdopter } from '../watcher/adopter.js';
 import { startDeploymentWatcher } from '../watcher/deployment-watcher.js';
 
@@ -106,8 +108,16 @@ async function main(): Promise<void> {
       client.workflow.getHandle(workflowId).signal(initStartedSignal),
   });
 
+  // Build and fleet workflows both auto-upgrade: a running build moves to the current version at
+  // its next workflow task, made safe by patches and the replay test (docs/upgrades.md).
+  const version = workerVersion(settings);
+  const workerDeploymentOptions: WorkerDeploymentOptions | undefined =
+    settings.RUNBOAT_WORKER_VERSIONING
+      ? { useWorkerVersioning: true, version, defaultVersioningBehavior: 'AUTO_UPGRADE' }
+      : undefined;
   const common = {
     connection,
+    ...(workerDeploymentOptions ? { workerDeploymentOptions } : {}),
     namespace: temporal.namespace,
     activities,
     shutdownGraceTime: '10 seconds',
@@ -175,6 +185,9 @@ async function main(): Promise<void> {
       temporal: temporal.address,
       namespace: settings.RUNBOAT_BUILD_NAMESPACE,
       workflowBundle: 'workflowBundle' in code ? code.workflowBundle.codePath : 'bundled at start',
+      version: workerDeploymentOptions
+        ? `${version.deploymentName}.${version.buildId}`
+        : 'unversioned',
     },
     'worker running',
   );
