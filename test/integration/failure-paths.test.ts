@@ -317,6 +317,9 @@ describe('cleanup attempts', () => {
     });
     expect(kept.data?.job).toBe(`${name}-cleanup-${CLEANUP.attempts}`);
     expect(kept.data?.outcome).toBe('failed');
+    const log = await call('GET', `/api/v1/builds/${name}/cleanup-log`);
+    expect(log.status).toBe(200);
+    expect(log.text).toContain(`${name}-cleanup-${CLEANUP.attempts}: failed`);
 
     expect((await handle.describe()).status.name).toBe('RUNNING');
 

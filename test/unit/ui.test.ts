@@ -278,6 +278,25 @@ describe('repo page', () => {
     expect(card(stable.name)).toContain('<p class="reason">init Job failed: exit 3</p>');
   });
 
+  it('links the cleanup log of a build whose cleanup failed, with its reason', async () => {
+    const stuck = view({
+      seed: 'f1',
+      branch: 'stuck',
+      status: 'cleanup-failed',
+      created: '2024-05-04T10:00:00Z',
+      failure: 'CleanupFailed: cleanup Job x-cleanup-4 failed: BackoffLimitExceeded',
+    });
+    builds.set(stuck.name, stuck);
+    const page = await get('/repos/acme/shop');
+    const start = page.text.indexOf(`data-build="${stuck.name}"`);
+    const card = page.text.slice(start, page.text.indexOf('</article>', start));
+    expect(card).toContain(`<a href="/api/v1/builds/${stuck.name}/cleanup-log">cleanup log</a>`);
+    expect(card).toContain('<p class="reason">CleanupFailed: cleanup Job x-cleanup-4 failed');
+    expect(card).toMatch(/data-action="undeploy">undeploy|data-action="reset" disabled=""/);
+    const stopped = page.text.slice(page.text.indexOf(`data-build="${mainOld.name}"`));
+    expect(stopped.slice(0, stopped.indexOf('</article>'))).not.toContain('cleanup log');
+  });
+
   it('escapes what users control: branch names', async () => {
     const page = await get('/repos/acme/shop');
     expect(page.text).not.toContain('<script>alert');

@@ -96,6 +96,9 @@ function card(b) {
       h('a', { href: liveHref(b) }, 'live'),
       h('a', { href: '/api/v1/builds/' + b.name + '/log' }, 'log'),
       h('a', { href: '/api/v1/builds/' + b.name + '/init-log' }, 'init log'),
+      b.status === 'cleanup-failed'
+        ? h('a', { href: '/api/v1/builds/' + b.name + '/cleanup-log' }, 'cleanup log')
+        : null,
     ),
     h(
       'div',
