@@ -169,6 +169,7 @@ async function createEnv(
   repos: string,
   github: FakeGitHub,
   workerEnv: NodeJS.ProcessEnv,
+  policy: Pick<TemporalOptions, 'cancelSuperseded'> = {},
 ): Promise<Env> {
   const kube = createKubeClients({
     kubeconfig: sandbox.kube.kubeconfig,
@@ -184,6 +185,7 @@ async function createEnv(
     buildsTaskQueue: `builds-${namespace}`,
     initTaskQueue: `init-${namespace}`,
     cleanup: CLEANUP,
+    ...policy,
   };
   const client = await connectClient(temporal);
   const worker = await spawnWorker(
@@ -223,7 +225,8 @@ interface Recorded {
 interface RecordingPath {
   name: string;
   description: string;
-  env: 'main' | 'fleet';
+  /** main: no limits in the way; fleet: small limits; queue: one init slot, superseding on. */
+  env: 'main' | 'fleet' | 'queue';
   run(env: Env): Promise<Recorded[]>;
 }
 
@@ -600,6 +603,27 @@ const paths: RecordingPath[] = [
     },
   },
   {
+    name: 'superseded',
+    description: 'a newer commit of a branch cancels its build still queued for init',
+    env: 'queue',
+    async run(env) {
+      const running = await build(env, 'acme/slowinit', 'superseded');
+      await waitFor(env, running.name, 'initializing');
+      const queued = await build(env, 'acme/slowinit', 'superseded');
+      await waitFor(env, queued.name, 'todo');
+      // Creation times have a one-second grain: the newer commit must come a second later.
+      await new Promise((r) => setTimeout(r, 1100));
+      const newer = await build(env, 'acme/slowinit', 'superseded');
+      await queued.handle.result();
+      await waitFor(env, newer.name, 'stopped');
+      await waitFor(env, running.name, 'stopped');
+      return [
+        { label: 'queued', workflowId: queued.name },
+        { label: 'newer', workflowId: newer.name },
+      ];
+    },
+  },
+  {
     name: 'sticky-head',
     description: 'the fleet builds the head of a sticky branch (from GitHub) at its first check',
     env: 'fleet',
@@ -694,8 +718,10 @@ async function main(): Promise<void> {
   try {
     github.heads.set('acme/sticky', new Map([['main', randomBytes(20).toString('hex')]]));
 
-    say('starting the workers (main: no limits in the way; fleet: MAX_STARTED=1, MAX_DEPLOYED=3)');
-    const [main, fleet] = await Promise.all([
+    say(
+      'starting the workers: main (no limits in the way), fleet (MAX_STARTED=1, MAX_DEPLOYED=3), queue (1 init slot)',
+    );
+    const [main, fleet, queued] = await Promise.all([
       createEnv(sandbox, 'main', await reposFile(false), github, {
         RUNBOAT_MAX_STARTED: '100',
         RUNBOAT_MAX_DEPLOYED: '500',
@@ -705,15 +731,23 @@ async function main(): Promise<void> {
         RUNBOAT_MAX_STARTED: '1',
         RUNBOAT_MAX_DEPLOYED: '3',
       }),
+      createEnv(
+        sandbox,
+        'queue',
+        await reposFile(false),
+        github,
+        { RUNBOAT_MAX_INITIALIZING: '1', RUNBOAT_CANCEL_SUPERSEDED: 'true' },
+        { cancelSuperseded: true },
+      ),
     ]);
-    envs.push(main, fleet);
+    envs.push(main, fleet, queued);
     say(`workers up after ${seconds(began)}`);
 
     const recorded: { path: RecordingPath; env: Env; items: Recorded[] }[] = [];
     const failures: string[] = [];
     const queue = [...chosen];
     const runOne = async (path: RecordingPath) => {
-      const env = path.env === 'main' ? main : fleet;
+      const env = { main, fleet, queue: queued }[path.env];
       const started = Date.now();
       say(`▶ ${path.name}: ${path.description}`);
       try {
@@ -725,13 +759,14 @@ async function main(): Promise<void> {
         say(`✗ ${path.name} after ${seconds(started)}: ${String(error)}`);
       }
     };
-    // The fleet's paths share one fleet: one after the other.
-    const fleetPaths = queue.filter((path) => path.env === 'fleet');
+    // The paths of the fleet (one fleet) and of the queue (one init slot): one after the other.
+    const serial = (kind: RecordingPath['env']) => async () => {
+      for (const path of queue.filter((p) => p.env === kind)) await runOne(path);
+    };
     const mainPaths = queue.filter((path) => path.env === 'main');
     const lanes = [
-      (async () => {
-        for (const path of fleetPaths) await runOne(path);
-      })(),
+      serial('fleet')(),
+      serial('queue')(),
       ...Array.from({ length: Math.max(1, args.parallel - 1) }, async () => {
         for (let path = mainPaths.shift(); path; path = mainPaths.shift()) await runOne(path);
       }),
