@@ -68,6 +68,22 @@ export interface AppDeps {
   metrics: Registry;
   /** Extra middleware mounted before the API routes (webhook, UI). */
   extra?: Koa.Middleware[];
+  /**
+   * Aborted when the process begins to shut down: /readyz answers 503 and long streams (build
+   * events, followed logs) end (docs/operations.md, "Shutdown").
+   */
+  stopping?: AbortSignal;
+}
+
+/** Runs `end` when the process begins to shut down (at once if it has), until the response closes. */
+function endOnShutdown(ctx: Koa.Context, stopping: AbortSignal | undefined, end: () => void): void {
+  if (!stopping) return;
+  if (stopping.aborted) {
+    queueMicrotask(end);
+    return;
+  }
+  stopping.addEventListener('abort', end, { once: true });
+  ctx.res.once('close', () => stopping.removeEventListener('abort', end));
 }
 
 function digest(value: string): Buffer {
@@ -228,6 +244,12 @@ export function createApp(deps: AppDeps): Koa {
     ctx.body = { ok: true };
   });
   router.get('/readyz', async (ctx) => {
+    if (deps.stopping?.aborted) {
+      // A load balancer stops sending here while the requests in flight are answered.
+      ctx.status = 503;
+      ctx.body = { ready: false, stopping: true };
+      return;
+    }
     const cache = index.isSynced;
     const temporal = await deps.temporalReady().catch(() => false);
     ctx.status = cache && temporal ? 200 : 503;
@@ -344,6 +366,8 @@ export function createApp(deps: AppDeps): Koa {
     };
     ctx.req.on('close', close);
     stream.on('error', close);
+    // The client reconnects (to another replica) after `retry`.
+    endOnShutdown(ctx, deps.stopping, () => stream.end());
   });
   router.get('/api/v1/builds/:name', async (ctx) => {
     const name = ctx.params.name ?? '';
@@ -385,8 +409,18 @@ export function createApp(deps: AppDeps): Koa {
       if (ctx.req.socket.destroyed) end();
       ctx.res.once('close', end);
       ctx.req.socket.setTimeout(0);
+      // Through a pass-through that a shutdown can end cleanly (the source's errors still reach
+      // the response), so that a followed log does not hold the shutdown.
+      const body = new PassThrough();
+      stream.on('error', (error) => body.destroy(error));
+      stream.pipe(body);
+      endOnShutdown(ctx, deps.stopping, () => {
+        stream.unpipe(body);
+        end();
+        body.end();
+      });
       ctx.type = 'text/plain; charset=utf-8';
-      ctx.body = stream;
+      ctx.body = body;
     });
   });
   for (const transition of ['start', 'stop', 'reset'] as const satisfies Transition[]) {

@@ -12,6 +12,7 @@ import { connectClient } from '../lib/temporal.js';
 import { createApp } from './app.js';
 import { BuildIndex } from './build-index.js';
 import { createBuildCommands } from './commands.js';
+import { trackShutdown } from './graceful-shutdown.js';
 import { temporalQueuedBuilds } from './queued-builds.js';
 import { webUi } from './ui.js';
 import { githubWebhook } from './webhook.js';
@@ -69,7 +70,9 @@ async function main(): Promise<void> {
   });
   const metrics = new Registry();
   collectDefaultMetrics({ register: metrics });
+  const stopping = new AbortController();
   const app = createApp({
+    stopping: stopping.signal,
     index,
     commands,
     logs: createBuildLogs(kube, namespace, { metrics }),
@@ -110,6 +113,8 @@ async function main(): Promise<void> {
     ],
   });
   const server = app.listen(settings.RUNBOAT_API_PORT, settings.RUNBOAT_API_HOST);
+  const shutdown = trackShutdown(server);
+  shutdown.signal.addEventListener('abort', () => stopping.abort());
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
     server.once('error', reject);
@@ -118,20 +123,36 @@ async function main(): Promise<void> {
   const port = typeof address === 'object' && address ? address.port : settings.RUNBOAT_API_PORT;
   logger.info({ url: `http://${settings.RUNBOAT_API_HOST}:${port}`, namespace }, 'api listening');
 
-  const shutdown = (signal: string) => {
-    logger.info({ signal }, 'api stopping');
-    server.close();
-    server.closeAllConnections();
-    void index
-      .stop()
+  // Graceful (docs/operations.md, "Shutdown"): stop accepting, answer what is in flight (webhook
+  // deliveries above all) up to the grace, then stop the informer and Temporal's connection. A
+  // repeated signal (Ctrl-C reaches `npm start` and its children alike) changes nothing.
+  const graceMs = settings.RUNBOAT_SHUTDOWN_GRACE_SECONDS * 1000;
+  let stopRequested = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopRequested) return;
+    stopRequested = true;
+    logger.info({ signal, graceSeconds: graceMs / 1000 }, 'api stopping');
+    void shutdown
+      .drain(graceMs)
+      .then((report) => {
+        if (report.forced > 0) logger.warn(report, 'api drained: requests cut at the deadline');
+        else logger.info(report, 'api drained');
+        return index.stop();
+      })
       .then(() => client.connection.close())
-      .finally(() => {
-        logger.info('api stopped');
-        process.exit(0);
-      });
+      .then(
+        () => {
+          logger.info('api stopped');
+          process.exit(0);
+        },
+        (error: unknown) => {
+          logger.error({ err: error }, 'api stop failed');
+          process.exit(1);
+        },
+      );
   };
-  process.once('SIGTERM', shutdown);
-  process.once('SIGINT', shutdown);
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
 }
 
 main().catch((error: unknown) => {

@@ -110,6 +110,11 @@ const envSchema = z.object({
   RUNBOAT_API_PORT: z.coerce.number().int().min(0).max(65535).default(8000),
   /** Seconds the API waits for a build to take a start, stop, reset or undeploy (then 503). */
   RUNBOAT_UPDATE_TIMEOUT_SECONDS: z.coerce.number().positive().default(30),
+  /**
+   * Seconds the API, on SIGTERM, keeps answering the requests in flight before it closes their
+   * connections (docs/operations.md, "Shutdown").
+   */
+  RUNBOAT_SHUTDOWN_GRACE_SECONDS: z.coerce.number().positive().default(20),
   /** Secret of the GitHub webhook; required unless RUNBOAT_WEBHOOK_INSECURE is set. */
   RUNBOAT_WEBHOOK_SECRET: z.string().min(1).optional(),
   /** Development only: accept unsigned webhook deliveries. */
