@@ -8,7 +8,7 @@ import { createBuildLogs } from '../lib/build-logs.js';
 import { createKubeClients } from '../lib/kube.js';
 import { createLogger } from '../lib/logger.js';
 import { loadReposFile, loadSettings, SettingsError } from '../lib/settings.js';
-import { connectClient } from '../lib/temporal.js';
+import { connectClient, temporalConnectionOptions } from '../lib/temporal.js';
 import { createApp } from './app.js';
 import { BuildIndex } from './build-index.js';
 import { createBuildCommands } from './commands.js';
@@ -27,7 +27,7 @@ async function main(): Promise<void> {
     );
   }
   const temporal = {
-    address: settings.RUNBOAT_TEMPORAL_ADDRESS,
+    ...temporalConnectionOptions(settings),
     namespace: settings.RUNBOAT_TEMPORAL_NAMESPACE,
     buildsTaskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
     initTaskQueue: settings.RUNBOAT_INIT_TASK_QUEUE,

@@ -57,6 +57,20 @@ const bool = z
 const envSchema = z.object({
   RUNBOAT_TEMPORAL_ADDRESS: z.string().default('127.0.0.1:7233'),
   RUNBOAT_TEMPORAL_NAMESPACE: z.string().default('default'),
+  /** Connect to Temporal over TLS (implied by any of the TLS files or an API key). */
+  RUNBOAT_TEMPORAL_TLS: bool.default(false),
+  /** PEM file of the CA that signed Temporal's certificate; default: the system's CAs. */
+  RUNBOAT_TEMPORAL_TLS_CA_FILE: z.string().min(1).optional(),
+  /** PEM file of the client certificate (mTLS), with RUNBOAT_TEMPORAL_TLS_KEY_FILE. */
+  RUNBOAT_TEMPORAL_TLS_CERT_FILE: z.string().min(1).optional(),
+  /** PEM file of the client certificate's private key (mTLS). */
+  RUNBOAT_TEMPORAL_TLS_KEY_FILE: z.string().min(1).optional(),
+  /** Name checked against Temporal's certificate (SNI), when not the address' host. */
+  RUNBOAT_TEMPORAL_TLS_SERVER_NAME: z.string().min(1).optional(),
+  /** API key sent to Temporal (e.g. Temporal Cloud); turns TLS on. */
+  RUNBOAT_TEMPORAL_API_KEY: z.string().min(1).optional(),
+  /** File holding the API key (instead of RUNBOAT_TEMPORAL_API_KEY). */
+  RUNBOAT_TEMPORAL_API_KEY_FILE: z.string().min(1).optional(),
   /** Task queue of the build workflows and their short activities. */
   RUNBOAT_BUILDS_TASK_QUEUE: z.string().default('runboat-builds'),
   /** Task queue of the long init activity; its slots are the init concurrency. */
@@ -106,6 +120,10 @@ const envSchema = z.object({
     .default('runboat'),
   /** Build id of this worker's version (e.g. the image tag); default `<version>-<git sha>`. */
   RUNBOAT_BUILD_ID: z.string().min(1).max(255).optional(),
+  /** Worker: interface of /healthz, /readyz and /metrics. */
+  RUNBOAT_WORKER_METRICS_HOST: z.string().default('0.0.0.0'),
+  /** Worker: port of /healthz, /readyz and /metrics; 0 takes a free one (logged). */
+  RUNBOAT_WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
   RUNBOAT_API_HOST: z.string().default('127.0.0.1'),
   RUNBOAT_API_PORT: z.coerce.number().int().min(0).max(65535).default(8000),
   /** Seconds the API waits for a build to take a start, stop, reset or undeploy (then 503). */

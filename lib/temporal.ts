@@ -2,10 +2,12 @@
  * Temporal plumbing shared by the processes: connecting a client, and starting (or finding) the
  * workflow of a build so that asking twice for the same commit yields one build.
  */
+import { readFileSync } from 'node:fs';
 import {
   Client,
   Connection,
   WorkflowIdConflictPolicy,
+  type TLSConfig,
   type WorkflowHandle,
 } from '@temporalio/client';
 import type { SearchAttributePair } from '@temporalio/common';
@@ -13,6 +15,7 @@ import type { BuildStatus, CommitInfo } from '../domain/build.js';
 import { fleetWorkflowId, type BuildTrigger, type BuildWorkflowInput } from '../domain/messages.js';
 import { buildName } from '../domain/names.js';
 import { buildSearchAttributeKeys as keys } from '../domain/search-attributes.js';
+import { SettingsError, type Settings } from './settings.js';
 
 /** Where Temporal is and which queues the builds use. */
 export interface TemporalOptions {
@@ -50,11 +53,96 @@ export function buildPolicy(
   };
 }
 
-/** Connects a Temporal client. */
+/**
+ * How to reach Temporal: the options `Connection.connect` (clients) and `NativeConnection.connect`
+ * (workers) share.
+ */
+export interface TemporalConnectionOptions {
+  address: string;
+  tls?: TLSConfig;
+  apiKey?: string;
+}
+
+/** The settings {@link temporalConnectionOptions} reads. */
+export type TemporalConnectionSettings = Pick<
+  Settings,
+  | 'RUNBOAT_TEMPORAL_ADDRESS'
+  | 'RUNBOAT_TEMPORAL_TLS'
+  | 'RUNBOAT_TEMPORAL_TLS_CA_FILE'
+  | 'RUNBOAT_TEMPORAL_TLS_CERT_FILE'
+  | 'RUNBOAT_TEMPORAL_TLS_KEY_FILE'
+  | 'RUNBOAT_TEMPORAL_TLS_SERVER_NAME'
+  | 'RUNBOAT_TEMPORAL_API_KEY'
+  | 'RUNBOAT_TEMPORAL_API_KEY_FILE'
+>;
+
+/**
+ * The connection options from the settings, the files they name read now: a file that cannot
+ * be read is a {@link SettingsError} naming its variable (docs/operations.md, "Temporal over
+ * TLS"). TLS is on when asked for, when a TLS file or server name is given, or with an API key.
+ */
+export function temporalConnectionOptions(
+  settings: TemporalConnectionSettings,
+  readFile: (path: string) => Buffer = (path) => readFileSync(path),
+): TemporalConnectionOptions {
+  const read = (variable: keyof TemporalConnectionSettings): Buffer | undefined => {
+    const path = settings[variable];
+    if (typeof path !== 'string') return undefined;
+    try {
+      return readFile(path);
+    } catch (error) {
+      throw new SettingsError(`environment ${variable}=${path}: ${(error as Error).message}`);
+    }
+  };
+  const cert = read('RUNBOAT_TEMPORAL_TLS_CERT_FILE');
+  const key = read('RUNBOAT_TEMPORAL_TLS_KEY_FILE');
+  if ((cert === undefined) !== (key === undefined)) {
+    throw new SettingsError(
+      'environment RUNBOAT_TEMPORAL_TLS_CERT_FILE and RUNBOAT_TEMPORAL_TLS_KEY_FILE: set both or neither',
+    );
+  }
+  if (settings.RUNBOAT_TEMPORAL_API_KEY && settings.RUNBOAT_TEMPORAL_API_KEY_FILE) {
+    throw new SettingsError(
+      'environment RUNBOAT_TEMPORAL_API_KEY and RUNBOAT_TEMPORAL_API_KEY_FILE: set one, not both',
+    );
+  }
+  const ca = read('RUNBOAT_TEMPORAL_TLS_CA_FILE');
+  const apiKey =
+    settings.RUNBOAT_TEMPORAL_API_KEY ?? read('RUNBOAT_TEMPORAL_API_KEY_FILE')?.toString().trim();
+  if (apiKey === '') {
+    throw new SettingsError('environment RUNBOAT_TEMPORAL_API_KEY_FILE: the file is empty');
+  }
+  const serverName = settings.RUNBOAT_TEMPORAL_TLS_SERVER_NAME;
+  const tlsOn =
+    settings.RUNBOAT_TEMPORAL_TLS ||
+    ca !== undefined ||
+    cert !== undefined ||
+    serverName !== undefined ||
+    apiKey !== undefined;
+  const tls: TLSConfig | undefined = tlsOn
+    ? {
+        ...(ca ? { serverRootCACertificate: ca } : {}),
+        ...(cert && key ? { clientCertPair: { crt: cert, key } } : {}),
+        ...(serverName ? { serverNameOverride: serverName } : {}),
+      }
+    : undefined;
+  return {
+    address: settings.RUNBOAT_TEMPORAL_ADDRESS,
+    ...(tls ? { tls } : {}),
+    ...(apiKey ? { apiKey } : {}),
+  };
+}
+
+/** Connects a Temporal client (over TLS, with an API key, when `options` say so). */
 export async function connectClient(
-  options: Pick<TemporalOptions, 'address' | 'namespace'>,
+  options: Pick<TemporalOptions, 'address' | 'namespace'> &
+    Partial<Pick<TemporalConnectionOptions, 'tls' | 'apiKey'>>,
 ): Promise<Client> {
-  const connection = await Connection.connect({ address: options.address });
+  const connection = await Connection.connect({
+    address: options.address,
+    ...(options.tls ? { tls: options.tls } : {}),
+    ...(options.apiKey ? { apiKey: options.apiKey } : {}),
+  });
   return new Client({ connection, namespace: options.namespace });
 }
 
