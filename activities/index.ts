@@ -24,6 +24,7 @@ import {
   type JobKind,
   type ResolvedBuild,
 } from '../domain/build.js';
+import { noBuildMetrics, type BuildMetrics } from '../lib/build-metrics.js';
 import type { CommitStatusState, GitHubClient } from '../lib/github.js';
 import {
   applyManifests,
@@ -66,6 +67,8 @@ export interface ActivityDeps {
   /** Absent: commit statuses are not reported. */
   github?: GitHubClient | undefined;
   logger: Logger;
+  /** Where init waits and durations, transitions and cleanup failures are counted. */
+  metrics?: BuildMetrics;
   /** Tells the build workflow that its init Job is about to be created. */
   notifyInitStarted: (workflowId: string) => Promise<void>;
   /** Starts (or finds) the build of a commit; returns its name. */
@@ -115,6 +118,7 @@ function splitImage(image: string): { name: string; tag: string } {
 export function createActivities(deps: ActivityDeps) {
   const { kube, namespace } = deps;
   const log = deps.logger.child({ component: 'activities' });
+  const metrics = deps.metrics ?? noBuildMetrics;
 
   const secretValues = (config: ResolvedBuild): Record<string, string> => {
     const values: Record<string, string> = {};
@@ -171,8 +175,8 @@ export function createActivities(deps: ActivityDeps) {
   };
 
   /** Mirror of a transition on the Deployment: the status label and the runboat annotations. */
-  const mirrorOnDeployment = (name: string, mirror: Mirror) =>
-    patchDeployment(name, {
+  const mirrorOnDeployment = async (name: string, mirror: Mirror) => {
+    const patched = await patchDeployment(name, {
       metadata: {
         labels: mirror.status ? { [STATUS_LABEL]: mirror.status } : {},
         annotations: {
@@ -186,6 +190,9 @@ export function createActivities(deps: ActivityDeps) {
         },
       },
     });
+    if (patched && mirror.status) metrics.transition(mirror.status);
+    return patched;
+  };
 
   const commitStatus = async (
     commit: CommitInfo,
@@ -366,6 +373,7 @@ export function createActivities(deps: ActivityDeps) {
         await applyManifests(kube.objects, await render(build, config, 'deployment'));
         await recordCleanupJob(build, config);
       });
+      metrics.transition('todo');
     },
 
     /**
@@ -426,6 +434,7 @@ export function createActivities(deps: ActivityDeps) {
           },
         }),
       );
+      if (patched) metrics.transition(status);
       return patched ? now : null;
     },
 
@@ -460,6 +469,8 @@ export function createActivities(deps: ActivityDeps) {
       generation: number,
     ): Promise<JobOutcome> {
       const ctx = Context.current();
+      // The wait for an init slot: this attempt's scheduling to its start (docs/operations.md).
+      metrics.initQueueWait((Date.now() - ctx.info.currentAttemptScheduledTimestampMs) / 1000);
       // An early heartbeat, so that a cancellation reaches the activity before its Job exists.
       ctx.heartbeat();
       await guard('initialize', async () => {
@@ -484,7 +495,18 @@ export function createActivities(deps: ActivityDeps) {
           jobName(build.name, 'initialize', generation),
         );
         if (ctx.cancellationSignal.aborted) await ctx.cancelled;
-        return runBuildJob(build, 'initialize', job);
+        const started = Date.now();
+        try {
+          const ended = await runBuildJob(build, 'initialize', job);
+          metrics.initEnded(
+            (Date.now() - started) / 1000,
+            ended.succeeded ? 'succeeded' : 'failed',
+          );
+          return ended;
+        } catch (error) {
+          metrics.initEnded((Date.now() - started) / 1000, 'error');
+          throw error;
+        }
       });
       if (ctx.cancellationSignal.aborted) await ctx.cancelled;
       return outcome;
@@ -506,6 +528,7 @@ export function createActivities(deps: ActivityDeps) {
         return runBuildJob(build, 'cleanup', await cleanupJob(build, config, name));
       });
       if (!outcome.succeeded) {
+        metrics.cleanupFailed();
         throw ApplicationFailure.nonRetryable(
           `cleanup Job ${outcome.jobName} failed: ${outcome.reason ?? 'unknown'}`,
           failureTypes.cleanupFailed,

@@ -37,7 +37,10 @@ export function spawnWorker(
   timeoutMs = 90_000,
   options: SpawnOptions = {},
 ): Promise<WorkerProcess> {
-  return spawnSystemProcess('worker/main', 'worker running', env, logFile, timeoutMs, options);
+  // Several workers share this machine: each takes a free port for its health and metrics
+  // unless told otherwise (its start-up line says which).
+  const withPort = { RUNBOAT_WORKER_METRICS_PORT: '0', ...env };
+  return spawnSystemProcess('worker/main', 'worker running', withPort, logFile, timeoutMs, options);
 }
 
 /** Starts the API and resolves with it and its URL once it listens. */

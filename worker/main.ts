@@ -17,16 +17,19 @@ import {
   type LogLevel,
   type WorkerDeploymentOptions,
 } from '@temporalio/worker';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import { createActivities } from '../activities/index.js';
 import { fleetLimitsSignal, fleetWorkflowId, initStartedSignal } from '../domain/messages.js';
+import { createBuildMetrics, registerBuildsGauge } from '../lib/build-metrics.js';
 import { createGitHubClient } from '../lib/github.js';
 import { createKubeClients } from '../lib/kube.js';
 import { createLogger } from '../lib/logger.js';
 import { loadReposFile, loadSettings, SettingsError } from '../lib/settings.js';
-import { connectClient, ensureBuild } from '../lib/temporal.js';
+import { connectClient, ensureBuild, temporalConnectionOptions } from '../lib/temporal.js';
 import { workerVersion } from '../lib/worker-version.js';
 import { startAdopter } from '../watcher/adopter.js';
 import { startDeploymentWatcher } from '../watcher/deployment-watcher.js';
+import { freeLoopbackPort, startHealthServer, type HealthServer } from './health-server.js';
 
 const temporalLevels: Record<string, LogLevel> = {
   trace: 'TRACE',
@@ -54,7 +57,13 @@ async function main(): Promise<void> {
   const settings = loadSettings();
   const logger = createLogger(settings.RUNBOAT_LOG_LEVEL, 'runboat-worker');
   const sdkLog = logger.child({ component: 'temporal-sdk' });
+  // The SDK's Prometheus exporter listens on loopback only; /metrics of the health server passes
+  // its metrics on (docs/operations.md, "Metrics and alerts").
+  const sdkMetricsPort = await freeLoopbackPort();
   Runtime.install({
+    telemetryOptions: {
+      metrics: { prometheus: { bindAddress: `127.0.0.1:${sdkMetricsPort}` } },
+    },
     logger: new DefaultLogger(temporalLevels[settings.RUNBOAT_LOG_LEVEL] ?? 'INFO', (entry) => {
       const level = entry.level === 'TRACE' ? 'trace' : (entry.level.toLowerCase() as 'info');
       sdkLog[level](entry.meta ?? {}, entry.message);
@@ -63,11 +72,36 @@ async function main(): Promise<void> {
 
   const roles = new Set(settings.RUNBOAT_WORKER_ROLES);
   const temporal = {
-    address: settings.RUNBOAT_TEMPORAL_ADDRESS,
+    ...temporalConnectionOptions(settings),
     namespace: settings.RUNBOAT_TEMPORAL_NAMESPACE,
   };
-  const connection = await NativeConnection.connect({ address: temporal.address });
+  const connection = await NativeConnection.connect(temporalConnectionOptions(settings));
   const client = await connectClient(temporal);
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const workers: Worker[] = [];
+  const temporalAnswers = async (): Promise<boolean> => {
+    try {
+      await connection.withDeadline(Date.now() + 3000, () =>
+        connection.workflowService.getSystemInfo({}),
+      );
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const health = await startMetricsServer({
+    host: settings.RUNBOAT_WORKER_METRICS_HOST,
+    port: settings.RUNBOAT_WORKER_METRICS_PORT,
+    registry,
+    sdkMetricsUrl: `http://127.0.0.1:${sdkMetricsPort}/metrics`,
+    // Ready once every worker of its roles polls and Temporal answers.
+    ready: async () => ({
+      polling: workers.length === roles.size && workers.every((w) => w.getState() === 'RUNNING'),
+      temporal: await temporalAnswers(),
+    }),
+    logger,
+  });
   const kube = createKubeClients({
     kubeconfig: settings.RUNBOAT_KUBECONFIG,
     context: settings.RUNBOAT_KUBE_CONTEXT,
@@ -101,6 +135,7 @@ async function main(): Promise<void> {
     secrets: process.env,
     github,
     logger,
+    metrics: createBuildMetrics(registry),
     ensureBuild: async (commit) =>
       (await ensureBuild(client, buildTemporal, { commit, trigger: { kind: 'sticky' } }))
         .workflowId,
@@ -125,7 +160,6 @@ async function main(): Promise<void> {
     // the cancellation reach it within seconds (docs/failures.md).
     maxHeartbeatThrottleInterval: '2 seconds',
   };
-  const workers: Worker[] = [];
   const code = workflowCode();
   if (roles.has('builds')) {
     workers.push(
@@ -153,6 +187,7 @@ async function main(): Promise<void> {
         logger,
       })
     : undefined;
+  if (watcher) registerBuildsGauge(registry, () => watcher.deployments());
   if (roles.has('builds')) {
     // One fleet per builds queue; a worker that starts with other limits hands them over.
     const limits = {
@@ -183,6 +218,7 @@ async function main(): Promise<void> {
       roles: [...roles],
       initSlots: roles.has('init') ? settings.RUNBOAT_MAX_INITIALIZING : 0,
       temporal: temporal.address,
+      metrics: `http://${settings.RUNBOAT_WORKER_METRICS_HOST}:${health.port}/metrics`,
       namespace: settings.RUNBOAT_BUILD_NAMESPACE,
       workflowBundle: 'workflowBundle' in code ? code.workflowBundle.codePath : 'bundled at start',
       version: workerDeploymentOptions
@@ -199,7 +235,25 @@ async function main(): Promise<void> {
     await watcher?.stop();
     await client.connection.close();
     await connection.close();
+    await health.close();
     logger.info('worker stopped');
+  }
+}
+
+/** The health server; a busy port is a bad configuration naming its variable. */
+async function startMetricsServer(
+  options: Parameters<typeof startHealthServer>[0],
+): Promise<HealthServer> {
+  try {
+    return await startHealthServer(options);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+      throw new SettingsError(
+        `environment RUNBOAT_WORKER_METRICS_PORT=${options.port} (host ${options.host}): ${(error as Error).message}`,
+      );
+    }
+    throw error;
   }
 }
 
