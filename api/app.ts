@@ -86,6 +86,16 @@ function endOnShutdown(ctx: Koa.Context, stopping: AbortSignal | undefined, end:
   ctx.res.once('close', () => stopping.removeEventListener('abort', end));
 }
 
+/**
+ * The route label of a path no router matched: the webhook and the UI's static files are answered
+ * by middleware of their own (`extra`), without a router pattern.
+ */
+export function extraRoute(path: string): string {
+  if (path === '/webhooks/github') return '/webhooks/github';
+  if (path.startsWith('/static/')) return '/static/*';
+  return 'unmatched';
+}
+
 function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();
 }
@@ -212,7 +222,7 @@ export function createApp(deps: AppDeps): Koa {
     } finally {
       // The route pattern, never the raw path: a label per URL would grow without bound.
       const matched = (ctx as Koa.Context & { _matchedRoute?: string | RegExp })._matchedRoute;
-      const route = matched === undefined ? 'unmatched' : String(matched);
+      const route = matched === undefined ? extraRoute(ctx.path) : String(matched);
       requests.inc({ method: ctx.method, route, status: String(ctx.status) });
       durations.observe({ method: ctx.method, route }, (performance.now() - started) / 1000);
     }

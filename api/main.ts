@@ -16,6 +16,7 @@ import { trackShutdown } from './graceful-shutdown.js';
 import { temporalQueuedBuilds } from './queued-builds.js';
 import { webUi } from './ui.js';
 import { githubWebhook } from './webhook.js';
+import { registerWorkerMetrics } from './worker-metrics.js';
 import { createWorkerStatus } from './worker-status.js';
 
 async function main(): Promise<void> {
@@ -70,6 +71,7 @@ async function main(): Promise<void> {
   });
   const metrics = new Registry();
   collectDefaultMetrics({ register: metrics });
+  registerWorkerMetrics(metrics, workers);
   const stopping = new AbortController();
   const app = createApp({
     stopping: stopping.signal,
