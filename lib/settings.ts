@@ -2,6 +2,7 @@
  * The settings of every process, validated at start-up: `RUNBOAT_*` environment variables plus the
  * repos file (YAML). A wrong value stops the process with one message naming the field. Secrets
  * come only from the environment (or files it names) and are never logged.
+ * docs/configuration.md is generated from this schema and its comments: `npm run docs:config`.
  */
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
@@ -9,11 +10,13 @@ import { z } from 'zod';
 
 /** One build configuration of a repo. */
 const buildConfigSchema = z.strictObject({
-  /** Container image `name:tag`; the tag defaults to the target branch. */
+  /** Container image `name:tag`; without a tag, `latest`. */
   image: z.string().min(1),
+  /** Environment variables of the build (not secret: they travel through workflow history). */
   env: z.record(z.string(), z.string()).default({}),
   /** Names of environment variables of the worker whose values become the build's secret env. */
   secretEnv: z.record(z.string(), z.string()).default({}),
+  /** Free-form values the kubefiles read (`templateVars.<name>`). */
   templateVars: z.record(z.string(), z.unknown()).default({}),
   /** Directory of the kubefiles; relative paths are relative to the repos file. */
   kubefiles: z.string().optional(),
@@ -38,6 +41,7 @@ const repoConfigSchema = z.strictObject({
   branch: regex,
   /** The newest build of each matching branch is never evicted, and always exists. */
   sticky: z.boolean().default(false),
+  /** Build configurations; the first is used. */
   builds: z.array(buildConfigSchema).min(1),
 });
 
@@ -55,7 +59,9 @@ const bool = z
   .transform((value) => ['true', '1', 'yes'].includes(value));
 
 const envSchema = z.object({
+  /** Temporal frontend, `host:port`. */
   RUNBOAT_TEMPORAL_ADDRESS: z.string().default('127.0.0.1:7233'),
+  /** Temporal namespace of the build and fleet workflows. */
   RUNBOAT_TEMPORAL_NAMESPACE: z.string().default('default'),
   /** Connect to Temporal over TLS (implied by any of the TLS files or an API key). */
   RUNBOAT_TEMPORAL_TLS: bool.default(false),
@@ -83,7 +89,9 @@ const envSchema = z.object({
     .pipe(z.array(z.enum(['builds', 'init'])).min(1)),
   /** Init slots of this worker: the number of init Jobs it runs at once. */
   RUNBOAT_MAX_INITIALIZING: positiveInt.default(2),
+  /** Started builds at most; one more stops the least recently scaled started build. */
   RUNBOAT_MAX_STARTED: positiveInt.default(6),
+  /** Deployed builds at most; beyond, the oldest stopped or failed ones are undeployed. */
   RUNBOAT_MAX_DEPLOYED: positiveInt.default(50),
   /** Kubernetes namespace of the builds. */
   RUNBOAT_BUILD_NAMESPACE: z
@@ -94,12 +102,17 @@ const envSchema = z.object({
   RUNBOAT_BUILD_DOMAIN: z.string().min(1).default('runboat.localhost'),
   /** kubeconfig file; in-cluster or `~/.kube/config` when unset. */
   RUNBOAT_KUBECONFIG: z.string().optional(),
+  /** Context of the kubeconfig to use; its current context when unset. */
   RUNBOAT_KUBE_CONTEXT: z.string().optional(),
+  /** The repos file (YAML, below): which repos and branches get builds; none: no builds. */
   RUNBOAT_REPOS_FILE: z.string().optional(),
+  /** GitHub REST API base; setting it (or a token) turns commit statuses on. */
   RUNBOAT_GITHUB_API_URL: z.url().default('https://api.github.com'),
+  /** GitHub token: commit statuses, branch heads of sticky branches and of API triggers. */
   RUNBOAT_GITHUB_TOKEN: z.string().optional(),
   /** Public URL of the runboat UI, for the links of commit statuses. */
   RUNBOAT_BASE_URL: z.url().default('http://127.0.0.1:8000'),
+  /** Level of the JSON logs (pino) on stdout. */
   RUNBOAT_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
   /** Cancel a PR's or branch's builds still queued for init when a newer commit arrives. */
   RUNBOAT_CANCEL_SUPERSEDED: bool.default(false),
@@ -124,7 +137,9 @@ const envSchema = z.object({
   RUNBOAT_WORKER_METRICS_HOST: z.string().default('0.0.0.0'),
   /** Worker: port of /healthz, /readyz and /metrics; 0 takes a free one (logged). */
   RUNBOAT_WORKER_METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
+  /** API: interface it listens on. */
   RUNBOAT_API_HOST: z.string().default('127.0.0.1'),
+  /** API: port of the REST API, the UI and the webhook; 0 takes a free one. */
   RUNBOAT_API_PORT: z.coerce.number().int().min(0).max(65535).default(8000),
   /** Seconds the API waits for a build to take a start, stop, reset or undeploy (then 503). */
   RUNBOAT_UPDATE_TIMEOUT_SECONDS: z.coerce.number().positive().default(30),
@@ -137,9 +152,11 @@ const envSchema = z.object({
   RUNBOAT_WEBHOOK_SECRET: z.string().min(1).optional(),
   /** Development only: accept unsigned webhook deliveries. */
   RUNBOAT_WEBHOOK_INSECURE: bool.default(false),
-  /** Admin credential: HTTP Basic user and password, and/or a bearer token. */
+  /** Admin credential: the HTTP Basic user (with RUNBOAT_ADMIN_PASSWORD); or a token, or both. */
   RUNBOAT_ADMIN_USER: z.string().min(1).optional(),
+  /** Admin credential: the HTTP Basic password of RUNBOAT_ADMIN_USER. */
   RUNBOAT_ADMIN_PASSWORD: z.string().min(1).optional(),
+  /** Admin credential: a bearer token (at least 16 characters). */
   RUNBOAT_ADMIN_TOKEN: z.string().min(16).optional(),
   /** Let anyone start, stop and reset builds (runboat's behaviour, for functional testers). */
   RUNBOAT_PUBLIC_START_STOP: bool.default(false),
