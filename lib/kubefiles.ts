@@ -1,6 +1,6 @@
 /**
  * Kubefiles: a directory of nunjucks templates, one per mode, rendered into Kubernetes manifests.
- * Rendered output is parsed and checked against the contract of DESIGN.md §3 before anything is
+ * Rendered output is parsed and checked against the contract of docs/kubefiles.md before anything is
  * applied, so that a broken or hostile template cannot touch objects of another build.
  */
 import { access } from 'node:fs/promises';

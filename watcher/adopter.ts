@@ -3,6 +3,7 @@
  * its history, or the namespace was run by the Python runboat) gets one, started from what the
  * Deployment and its Jobs say. Starting is idempotent (the workflow id is the Deployment's name),
  * so two watchers may run side by side. The adopter changes nothing in Kubernetes.
+ * When it matters: docs/runbook.md, "Temporal lost its database".
  */
 import { WorkflowIdConflictPolicy, type Client } from '@temporalio/client';
 import { CLEANUP_FINALIZER, JOB_KIND_LABEL } from '../domain/build.js';

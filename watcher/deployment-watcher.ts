@@ -4,6 +4,7 @@
  * holds until the workflow has run the cleanup Job; a Deployment gone altogether (its finalizer
  * removed by hand), whose workflow still cleans up; and a Deployment scaled by hand, which the
  * workflow takes as a start or a stop. The watcher changes nothing in Kubernetes.
+ * Drift: docs/architecture.md; what an operator does: docs/runbook.md.
  */
 import { makeInformer, type V1Deployment } from '@kubernetes/client-node';
 import type { Client } from '@temporalio/client';

@@ -5,6 +5,7 @@
  *
  * SIGTERM/SIGINT shut it down gracefully: polling stops, running activities get a grace period,
  * and an init Job left running is adopted by the retried activity on another worker.
+ * Task queues and the init limit: docs/architecture.md; running it: docs/operations.md.
  */
 import { existsSync } from 'node:fs';
 import { extname } from 'node:path';

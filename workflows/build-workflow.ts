@@ -1,5 +1,5 @@
 /**
- * One workflow per build, for as long as the build lives (DESIGN.md §5): deploy, initialize,
+ * One workflow per build, for as long as the build lives (docs/architecture.md): deploy, initialize,
  * then serve start/stop/reset/undeploy until undeployed. Every transition is mirrored onto the
  * build's Deployment by the activities and into the workflow's search attributes here.
  */

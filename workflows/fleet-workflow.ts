@@ -5,6 +5,7 @@
  * Every `stickySeconds` it makes sure each sticky branch head has a build: a loop of its own that
  * the limits never wait for, so that GitHub failing cannot delay them (README, "The fleet, drift
  * and adoption").
+ * The fleet in the architecture: docs/architecture.md, "The workflows".
  */
 import {
   condition,
