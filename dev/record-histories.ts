@@ -5,6 +5,7 @@
  * `--label <name>` names the folder otherwise. A folder that exists is left alone unless
  * `--replace` is given: never replace the folder of a released version. `--only a,b` records some
  * paths only (for development; the folder then holds those only). `--parallel <n>` (default 4).
+ * `--keep` keeps the sandbox's run directory (the workers' logs) after the run.
  *
  * Nothing is written unless every path succeeded.
  */
@@ -683,6 +684,7 @@ function parseArgs(argv: string[]) {
     only: value('--only')?.split(','),
     parallel: Number(value('--parallel') ?? 4),
     replace: argv.includes('--replace'),
+    keep: argv.includes('--keep'),
   };
 }
 
@@ -712,7 +714,7 @@ async function main(): Promise<void> {
 
   const began = Date.now();
   say(`recording ${chosen.length} paths into ${outDir} (${args.parallel} at once)`);
-  const sandbox = await startSandbox({ log: (line) => say(`sandbox: ${line}`) });
+  const sandbox = await startSandbox({ keep: args.keep, log: (line) => say(`sandbox: ${line}`) });
   const envs: Env[] = [];
   const github = await startFakeGitHub();
   try {
