@@ -146,10 +146,13 @@ async function main(): Promise<void> {
 
   // Build and fleet workflows both auto-upgrade: a running build moves to the current version at
   // its next workflow task, made safe by patches and the replay test (docs/upgrades.md).
-  const version = workerVersion(settings);
   const workerDeploymentOptions: WorkerDeploymentOptions | undefined =
     settings.RUNBOAT_WORKER_VERSIONING
-      ? { useWorkerVersioning: true, version, defaultVersioningBehavior: 'AUTO_UPGRADE' }
+      ? {
+          useWorkerVersioning: true,
+          version: workerVersion(settings),
+          defaultVersioningBehavior: 'AUTO_UPGRADE',
+        }
       : undefined;
   const common = {
     connection,
@@ -223,7 +226,7 @@ async function main(): Promise<void> {
       namespace: settings.RUNBOAT_BUILD_NAMESPACE,
       workflowBundle: 'workflowBundle' in code ? code.workflowBundle.codePath : 'bundled at start',
       version: workerDeploymentOptions
-        ? `${version.deploymentName}.${version.buildId}`
+        ? `${workerDeploymentOptions.version.deploymentName}.${workerDeploymentOptions.version.buildId}`
         : 'unversioned',
     },
     'worker running',
