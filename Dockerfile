@@ -30,13 +30,17 @@ RUN npm run build
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /src
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+# The Temporal core bridge ships prebuilt libraries for five platforms: keep this one's only.
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force \
+    && find node_modules/@temporalio/core-bridge/releases -mindepth 1 -maxdepth 1 \
+        ! -name "$(uname -m)-unknown-linux-gnu" -exec rm -rf {} +
 
 FROM ${NODE_IMAGE}
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends tini \
-    && rm -rf /var/lib/apt/lists/*
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 ENV NODE_ENV=production \
     RUNBOAT_API_HOST=0.0.0.0 \
     RUNBOAT_API_PORT=8000
