@@ -4,7 +4,7 @@
  * stopped or killed by signal.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, existsSync, openSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -59,7 +59,8 @@ export async function spawnApi(
     options,
   );
   const log = await readFile(logFile, 'utf8');
-  const url = /"url":"(http:[^"]+)"[^\n]*api listening/.exec(log)?.[1];
+  // The last one: a restarted API (`npm start`) appends to the log of the one before.
+  const url = [...log.matchAll(/"url":"(http:[^"]+)"[^\n]*api listening/g)].at(-1)?.[1];
   if (!url) throw new Error(`api log has no URL: ${log.slice(-2000)}`);
   return { ...api, url };
 }
@@ -76,6 +77,8 @@ async function spawnSystemProcess(
     options.from === 'dist'
       ? [join(options.releaseDir ?? projectRoot, 'dist', `${entry}.js`)]
       : ['--import', 'tsx', join(projectRoot, `${entry}.ts`)];
+  // Only what this process writes counts: a restarted one appends to its predecessor's log.
+  const logStart = existsSync(logFile) ? statSync(logFile).size : 0;
   const fd = openSync(logFile, 'a');
   const child = spawn(process.execPath, args, {
     cwd: projectRoot,
@@ -96,7 +99,7 @@ async function spawnSystemProcess(
   };
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const log = await readFile(logFile, 'utf8');
+    const log = (await readFile(logFile)).subarray(logStart).toString('utf8');
     if (log.includes(readyLine)) return worker;
     if (child.exitCode !== null || Date.now() > deadline) {
       await worker.stop('SIGKILL');
