@@ -231,8 +231,12 @@ async function main(): Promise<void> {
     },
     'worker running',
   );
+  // Runtime's shutdown signals (SIGINT, SIGTERM) make every worker drain and return, then the
+  // process exits 0 (docs/operations.md, "Shutdown"); say when it begins.
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => logger.info({ signal }, 'worker stopping'));
+  }
   try {
-    // Runtime's shutdown signals (SIGINT, SIGTERM) make every worker drain and return.
     await Promise.all(workers.map((worker) => worker.run()));
   } finally {
     await adopter?.stop();
