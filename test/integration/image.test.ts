@@ -231,7 +231,7 @@ describe.skipIf(!podmanInstalled)(
         const build = await fetch(`${apiUrl}/api/v1/builds/${name}`);
         expect(await build.json()).toMatchObject({ name, status: 'stopped' });
       });
-      await eventually(() =>
+      await eventually(async () =>
         expect(env.github.statusesOf(after).at(-1)).toMatchObject({ state: 'success' }),
       );
     });
