@@ -101,7 +101,8 @@ beforeAll(async () => {
     },
     (socket: TLSSocket) => {
       const peer = socket.getPeerCertificate();
-      handshakes.push({ authorized: socket.authorized, client: peer.subject?.CN });
+      const cn = peer.subject?.CN;
+      handshakes.push({ authorized: socket.authorized, client: Array.isArray(cn) ? cn[0] : cn });
       const upstream = connect(Number(temporalPort), temporalHost);
       socket.pipe(upstream).pipe(socket);
       const close = () => {
