@@ -6,12 +6,16 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile } from 'node:fs/promises';
+import * as http from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { appendPodLog, servePodLogs } from '../../dev/kwok-logs.js';
+import { RUN_FOR_ANNOTATION } from '../../dev/kwok-stages.js';
 import { spawnApi, type WorkerProcess } from '../../dev/worker-process.js';
 import { deliver, pushPayload } from '../../dev/webhook-deliveries.js';
+import { BUILD_LABEL, JOB_KIND_LABEL } from '../../domain/build.js';
 import { createBuildEnv, type BuildEnv } from './build-env.js';
 import { eventually } from './helpers.js';
 
@@ -23,13 +27,18 @@ const SIGNAL_AFTER = 60;
 const GRACE_SECONDS = 20;
 
 let env: BuildEnv;
+/** The second test's: its queues do not hold the first one's builds. */
+let running: BuildEnv | undefined;
 let api: WorkerProcess & { url: string };
+let dir: string;
 
 beforeAll(async () => {
-  // No worker: a delivery answered 2xx has started its build workflow, whoever runs it later.
+  // No worker in the first test: a delivery answered 2xx has started its build workflow,
+  // whoever runs it later.
   env = await createBuildEnv({
     repos: [{ repo: 'acme/widgets', branch: '.*', builds: [{ image: 'ghcr.io/acme/odoo:16.0' }] }],
   });
+  dir = await mkdtemp(join(tmpdir(), 'runboat-shutdown-'));
   api = await spawnApi(
     {
       ...env.workerEnv,
@@ -37,7 +46,7 @@ beforeAll(async () => {
       RUNBOAT_WEBHOOK_SECRET: SECRET,
       RUNBOAT_SHUTDOWN_GRACE_SECONDS: String(GRACE_SECONDS),
     },
-    join(await mkdtemp(join(tmpdir(), 'runboat-shutdown-')), 'api.log'),
+    join(dir, 'api.log'),
   );
   await eventually(async () => expect((await fetch(`${api.url}/readyz`)).status).toBe(200));
 });
@@ -45,6 +54,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await api?.stop('SIGKILL');
   await env?.close();
+  await running?.close();
 });
 
 /** How one delivery ended. */
@@ -183,5 +193,109 @@ describe('the API on SIGTERM', () => {
     expect(readyzText).toMatch(/^HTTP\/1\.1 503 /);
     expect(readyzText).toMatch(/"stopping":true/);
     expect(readyzText.toLowerCase()).toContain('connection: close');
+  });
+});
+
+/** Follows a log over HTTP: resolves once its first bytes arrived, `ended` when the server ends it. */
+function follow(url: string): Promise<{ ended: Promise<number> }> {
+  return new Promise((resolve, reject) => {
+    const request = http.get(url, (response) => {
+      if (response.statusCode !== 200) {
+        reject(new Error(`follow answered ${response.statusCode}`));
+        response.resume();
+        return;
+      }
+      const ended = new Promise<number>((r) => {
+        response.once('end', () => r(Date.now()));
+        response.once('error', () => r(Date.now()));
+      });
+      response.once('data', () => resolve({ ended }));
+      response.resume();
+    });
+    request.on('error', reject);
+  });
+}
+
+describe('on SIGTERM, with builds running', () => {
+  it('the API ends a followed log at once, and a worker with an init in flight logs the signal, exits 0 and its init is adopted, not started twice', async () => {
+    const env = (running = await createBuildEnv({
+      repos: [
+        // Init pods of `acme/slow` run 20 s: a worker stopped meanwhile has an init in flight.
+        {
+          repo: 'acme/slow',
+          branch: '.*',
+          builds: [
+            {
+              image: 'ghcr.io/acme/odoo:16.0',
+              templateVars: { initPodAnnotations: { [RUN_FOR_ANNOTATION]: '20s' } },
+            },
+          ],
+        },
+        { repo: 'acme/widgets', branch: '.*', builds: [{ image: 'ghcr.io/acme/odoo:16.0' }] },
+      ],
+    }));
+    const podLog = join(dir, 'pods.log');
+    await servePodLogs(env.kube.config, {
+      namespace: env.namespace,
+      file: podLog,
+      lines: ['shutdown test: the log of every pod'],
+    });
+    const worker = await env.startWorker();
+    const second = await spawnApi(
+      {
+        ...env.workerEnv,
+        RUNBOAT_API_PORT: '0',
+        RUNBOAT_WEBHOOK_SECRET: SECRET,
+        RUNBOAT_PUBLIC_START_STOP: 'true',
+      },
+      join(dir, 'api-2.log'),
+    );
+    const name = (await env.build(env.commit('acme/widgets', 'followed'))).workflowId;
+    await env.waitForStatus(name, 'stopped');
+    await eventually(async () => {
+      const response = await fetch(`${second.url}/api/v1/builds/${name}/start`, { method: 'POST' });
+      expect(response.status).toBe(202);
+    });
+    await env.waitForStatus(name, 'started');
+    const followed = await eventually(() =>
+      follow(`${second.url}/api/v1/builds/${name}/log?follow=true&tail=1`),
+    );
+    await appendPodLog(podLog, ['a line the follower reads']);
+
+    const apiSignalledAt = Date.now();
+    const apiExit = await second.stop('SIGTERM');
+    const apiExitMs = Date.now() - apiSignalledAt;
+    const followEndedMs = (await followed.ended) - apiSignalledAt;
+    const apiLog = await readFile(second.logFile, 'utf8');
+
+    // A build whose init runs 20 s: the worker is stopped while its init activity waits.
+    const slow = (await env.build(env.commit('acme/slow', 'main'))).workflowId;
+    await env.waitForStatus(slow, 'initializing');
+    await new Promise((r) => setTimeout(r, 2000));
+    const workerSignalledAt = Date.now();
+    const workerExit = await worker.stop('SIGTERM');
+    const workerExitMs = Date.now() - workerSignalledAt;
+    const workerLog = await readFile(worker.logFile, 'utf8');
+    await env.startWorker();
+    await env.waitForStatus(slow, 'stopped', 120_000);
+    const initJobs = await env.kube.batch.listNamespacedJob({
+      namespace: env.namespace,
+      labelSelector: `${BUILD_LABEL}=${slow},${JOB_KIND_LABEL}=initialize`,
+    });
+    console.log(
+      `shutdown with builds running: API exit ${apiExit} after ${apiExitMs} ms, its followed ` +
+        `log ended after ${followEndedMs} ms; worker with an init in flight exit ${workerExit} ` +
+        `after ${workerExitMs} ms; the build reached stopped on the next worker with ` +
+        `${initJobs.items.length} init Job(s)`,
+    );
+
+    expect(apiExit).toBe('0');
+    expect(followEndedMs).toBeLessThan(5000);
+    expect(apiExitMs).toBeLessThan(GRACE_SECONDS * 1000);
+    expect(apiLog).toMatch(/"forced":0[^\n]*"api drained"/);
+    expect(workerExit).toBe('0');
+    expect(workerLog).toMatch(/"signal":"SIGTERM"[^\n]*"msg":"worker stopping"/);
+    expect(workerLog).toMatch(/"msg":"worker stopped"/);
+    expect(initJobs.items).toHaveLength(1);
   });
 });
