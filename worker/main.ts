@@ -60,16 +60,12 @@ async function main(): Promise<void> {
   const sdkLog = logger.child({ component: 'temporal-sdk' });
   // The SDK's Prometheus exporter listens on loopback only; /metrics of the health server passes
   // its metrics on (docs/operations.md, "Metrics and alerts").
-  const sdkMetricsPort = await freeLoopbackPort();
-  Runtime.install({
-    telemetryOptions: {
-      metrics: { prometheus: { bindAddress: `127.0.0.1:${sdkMetricsPort}` } },
-    },
-    logger: new DefaultLogger(temporalLevels[settings.RUNBOAT_LOG_LEVEL] ?? 'INFO', (entry) => {
+  const sdkMetricsPort = await installRuntime(
+    new DefaultLogger(temporalLevels[settings.RUNBOAT_LOG_LEVEL] ?? 'INFO', (entry) => {
       const level = entry.level === 'TRACE' ? 'trace' : (entry.level.toLowerCase() as 'info');
       sdkLog[level](entry.meta ?? {}, entry.message);
     }),
-  });
+  );
 
   const roles = new Set(settings.RUNBOAT_WORKER_ROLES);
   const temporal = {
@@ -245,6 +241,27 @@ async function main(): Promise<void> {
     await connection.close();
     await health.close();
     logger.info('worker stopped');
+  }
+}
+
+/**
+ * Installs the Temporal runtime with its Prometheus exporter on a free loopback port; returns the
+ * port. The port is free when chosen, yet another process may bind it before the exporter does:
+ * then a fresh one is tried (the runtime is created, and the exporter bound, at `instance()`).
+ */
+async function installRuntime(logger: DefaultLogger): Promise<number> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freeLoopbackPort();
+    Runtime.install({
+      telemetryOptions: { metrics: { prometheus: { bindAddress: `127.0.0.1:${port}` } } },
+      logger,
+    });
+    try {
+      Runtime.instance();
+      return port;
+    } catch (error) {
+      if (attempt >= 5 || !/in use/i.test((error as Error).message)) throw error;
+    }
   }
 }
 
