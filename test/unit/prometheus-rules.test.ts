@@ -209,6 +209,12 @@ describe('scraping and probing the workers (deploy/)', () => {
       );
     for (const deployment of [api, ...workers]) {
       const template = deployment.spec.template;
+      const annotations = template.metadata.annotations ?? {};
+      const annotated = template.spec.containers[0]?.ports?.find(
+        (p) => String(p.containerPort) === annotations['prometheus.io/port'],
+      );
+      expect(annotated, `${deployment.metadata.name}: prometheus.io/port`).toBeDefined();
+      expect(annotations['prometheus.io/scrape']).toBe('true');
       const monitor = monitors.find((m) => selects(m.spec.selector, template.metadata.labels));
       expect(monitor?.kind, deployment.metadata.name).toBe('PodMonitor');
       const ports = template.spec.containers[0]?.ports?.map((p) => p.name);
