@@ -70,6 +70,8 @@ export interface ActivityDeps {
   logger: Logger;
   /** Where init waits and durations, transitions and cleanup failures are counted. */
   metrics?: BuildMetrics;
+  /** When a build's workflow started (the webhook or API call that asked for the build). */
+  workflowStartTime?: (workflowId: string) => Promise<Date | undefined>;
   /** Tells the build workflow that its init Job is about to be created. */
   notifyInitStarted: (workflowId: string) => Promise<void>;
   /** Starts (or finds) the build of a commit; returns its name. */
@@ -375,6 +377,13 @@ export function createActivities(deps: ActivityDeps) {
         await recordCleanupJob(build, config);
       });
       metrics.transition('todo');
+      // Deploy runs once, in a new build's first run: its workflow started when it was asked for.
+      const applied = Date.now();
+      const workflowId = Context.current().info.workflowExecution?.workflowId ?? build.name;
+      void deps
+        .workflowStartTime?.(workflowId)
+        .then((started) => started && metrics.deployed((applied - started.getTime()) / 1000))
+        .catch((error: unknown) => log.warn({ build: build.name, err: error }, 'deploy latency'));
     },
 
     /**

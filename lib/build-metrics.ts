@@ -1,7 +1,7 @@
 /**
  * The system's own Prometheus metrics of builds, recorded by the worker (docs/operations.md,
- * "Metrics and alerts"): builds by status from the watcher's cache, init queue wait and duration,
- * transitions and cleanup failures from the activities. The activities receive the small
+ * "Metrics and alerts"): builds by status from the watcher's cache; webhook-to-deployed latency,
+ * init queue wait and duration, transitions and cleanup failures from the activities. The activities receive the small
  * {@link BuildMetrics} interface, never prom-client itself.
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
@@ -17,6 +17,8 @@ export interface BuildMetrics {
   transition(status: BuildStatus): void;
   /** A cleanup Job failed (the build may then show `cleanup-failed`). */
   cleanupFailed(): void;
+  /** Seconds from a build's workflow start (the webhook or API call) to its Deployment applied. */
+  deployed(seconds: number): void;
 }
 
 /** How an init ended: its Job succeeded or failed, or the activity ended otherwise. */
@@ -28,6 +30,7 @@ export const noBuildMetrics: BuildMetrics = {
   initEnded: () => undefined,
   transition: () => undefined,
   cleanupFailed: () => undefined,
+  deployed: () => undefined,
 };
 
 /** The names of the metrics this module registers (the alert rules test reads them). */
@@ -37,6 +40,7 @@ export const buildMetricNames = {
   initDuration: 'runboat_init_duration_seconds',
   transitions: 'runboat_build_transitions_total',
   cleanupFailures: 'runboat_cleanup_failures_total',
+  deployLatency: 'runboat_deploy_latency_seconds',
 } as const;
 
 /** Registers the activities' metrics in `registry`. */
@@ -65,7 +69,14 @@ export function createBuildMetrics(registry: Registry): BuildMetrics {
     help: 'Cleanup Jobs that failed',
     registers: [registry],
   });
+  const deployLatency = new Histogram({
+    name: buildMetricNames.deployLatency,
+    help: 'Seconds from a new build being asked for (webhook, API) to its Deployment applied',
+    buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+    registers: [registry],
+  });
   return {
+    deployed: (seconds) => deployLatency.observe(Math.max(0, seconds)),
     initQueueWait: (seconds) => queueWait.observe(Math.max(0, seconds)),
     initEnded: (seconds, outcome) => duration.observe({ outcome }, Math.max(0, seconds)),
     transition: (status) => transitions.inc({ to: status }),

@@ -133,6 +133,8 @@ async function main(): Promise<void> {
     github,
     logger,
     metrics: createBuildMetrics(registry),
+    workflowStartTime: async (workflowId) =>
+      (await client.workflow.getHandle(workflowId).describe()).startTime,
     ensureBuild: async (commit) =>
       (await ensureBuild(client, buildTemporal, { commit, trigger: { kind: 'sticky' } }))
         .workflowId,

@@ -59,6 +59,8 @@ describe('worker health and metrics', () => {
       // The watcher's cache follows the Deployments a moment later.
       expect(sample(body, 'runboat_builds{status="stopped"}')).toBe(1);
       expect(sample(body, 'runboat_builds{status="failed"}')).toBe(1);
+      // Observed once Temporal told the deploy activity when each build was asked for.
+      expect(sample(body, 'runboat_deploy_latency_seconds_count')).toBe(2);
       return body;
     }, 20_000);
 
@@ -69,6 +71,9 @@ describe('worker health and metrics', () => {
     const initSeconds = sample(text, 'runboat_init_duration_seconds_sum{outcome="succeeded"}');
     expect(initSeconds).toBeGreaterThan(0);
     expect(initSeconds).toBeLessThan(60);
+    const deploySeconds = sample(text, 'runboat_deploy_latency_seconds_sum');
+    expect(deploySeconds).toBeGreaterThan(0);
+    expect(deploySeconds).toBeLessThan(60);
     expect(sample(text, 'runboat_init_queue_wait_seconds_count')).toBe(2);
     expect(sample(text, 'runboat_init_queue_wait_seconds_sum')).toBeGreaterThanOrEqual(0);
     // Both builds were deployed and initialized; one reached stopped, the other failed.
@@ -85,7 +90,7 @@ describe('worker health and metrics', () => {
     // And the process' own (prom-client's defaults).
     expect(text).toMatch(/^process_resident_memory_bytes \d+/m);
     console.log(
-      `worker metrics: init ${initSeconds?.toFixed(2)} s, queue wait ${sample(text, 'runboat_init_queue_wait_seconds_sum')?.toFixed(3)} s for 2 inits, ` +
+      `worker metrics: asked → deployed ${deploySeconds?.toFixed(2)} s for 2 builds, init ${initSeconds?.toFixed(2)} s, queue wait ${sample(text, 'runboat_init_queue_wait_seconds_sum')?.toFixed(3)} s for 2 inits, ` +
         `${text.split('\n').filter((l) => l.startsWith('temporal_')).length} SDK samples`,
     );
   }, 120_000);
