@@ -129,6 +129,26 @@ describe('deploy/prometheus-rules.yaml', () => {
     }
   });
 
+  it('points each runbook_url at a page and heading of the docs that exist', () => {
+    const anchors = (markdown: string) =>
+      new Set(
+        [...markdown.matchAll(/^#{1,6}\s+(.+)$/gm)].map((match) =>
+          (match[1] ?? '')
+            .trim()
+            .toLowerCase()
+            .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+            .replace(/\s/g, '-'),
+        ),
+      );
+    const linked = rules.filter((rule) => rule.annotations?.runbook_url);
+    expect(linked.map((rule) => rule.alert)).toContain('RunboatCleanupFailed');
+    for (const rule of linked) {
+      const [page = '', heading] = (rule.annotations?.runbook_url ?? '').split('#');
+      expect(page, rule.alert).toMatch(/^docs\/[\w-]+\.md$/);
+      if (heading !== undefined) expect(anchors(read(page)), rule.alert).toContain(heading);
+    }
+  });
+
   it('would catch a typo or a syntax error (the checks are not vacuous)', async () => {
     const registered = await registeredSampleNames();
     expect(registered).not.toContain(selectedMetrics('max(runboat_build{status="x"}) > 0')[0]);
