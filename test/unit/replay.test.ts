@@ -27,6 +27,7 @@ const historiesDir = join(projectRoot, 'test', 'fixtures', 'histories');
 
 interface ManifestEntry {
   file: string;
+  path: string;
   workflowType: string;
   workflowId: string;
 }
@@ -34,9 +35,10 @@ interface ManifestEntry {
 /** One recorded history: `<version>/<file>`. */
 interface Fixture {
   name: string;
+  path: string;
   workflowType: string;
   workflowId: string;
-  path: string;
+  file: string;
 }
 
 /** Every history of every version folder, as its manifest lists it. */
@@ -53,7 +55,8 @@ function fixtures(): Fixture[] {
         name: `${version.name}/${entry.file}`,
         workflowType: entry.workflowType,
         workflowId: entry.workflowId,
-        path: join(dir, entry.file),
+        path: entry.path,
+        file: join(dir, entry.file),
       }));
     });
 }
@@ -66,7 +69,7 @@ async function replayAll(
   const histories = await Promise.all(
     all.map(async (fixture) => ({
       workflowId: fixture.workflowId,
-      history: historyFromJSON(JSON.parse(await readFile(fixture.path, 'utf8'))),
+      history: historyFromJSON(JSON.parse(await readFile(fixture.file, 'utf8'))),
     })),
   );
   const outcomes = new Map<string, Error | undefined>();
@@ -103,6 +106,14 @@ describe('recorded histories', () => {
   it('exist for build and fleet workflows', () => {
     expect(all.some((fixture) => fixture.workflowType === 'buildWorkflow')).toBe(true);
     expect(all.some((fixture) => fixture.workflowType === 'fleetWorkflow')).toBe(true);
+  });
+
+  it('are each described in docs/upgrades.md', async () => {
+    const docs = await readFile(join(projectRoot, 'docs', 'upgrades.md'), 'utf8');
+    const missing = [...new Set(all.map((fixture) => fixture.path))].filter(
+      (path) => !docs.includes(`| \`${path}\``),
+    );
+    expect(missing).toEqual([]);
   });
 
   it.each(all.map((fixture) => fixture.name))('%s replays on today’s workflow code', (name) => {
