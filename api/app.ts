@@ -241,8 +241,11 @@ export function createApp(deps: AppDeps): Koa {
   const buildOr404 = (name: string): BuildView => {
     const build = index.get(name);
     if (build) return build;
+    const pending = index.all({ name })[0];
+    // Failed before its Deployment existed: its workflow serves reset and undeploy.
+    if (pending?.status === 'failed') return pending;
     // A queued build's workflow waits for a worker: an update sent now would wait as long.
-    if (index.all({ name }).length > 0) {
+    if (pending) {
       throw new ClientError(
         `build ${name} is queued: it is not deployed yet (it waits for a worker)`,
         409,

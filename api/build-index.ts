@@ -73,7 +73,7 @@ export function queuedView(build: QueuedBuild, buildDomain: string): BuildView {
     },
     buildDomain,
   );
-  return { ...view, status: 'queued' };
+  return { ...view, status: build.status };
 }
 
 /** The index; `start()` resolves once the first list is in memory. */
@@ -176,7 +176,7 @@ export class BuildIndex extends EventEmitter<BuildIndexEvents> {
   private putQueued(build: QueuedBuild): BuildView | undefined {
     if (this.builds.has(build.name)) return this.builds.get(build.name);
     const known = this.queued.get(build.name);
-    if (known) return known;
+    if (known?.status === build.status) return known;
     const view = queuedView(build, this.buildDomain);
     this.queued.set(view.name, view);
     this.emit('upd', view);

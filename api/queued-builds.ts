@@ -11,6 +11,11 @@ import { buildSearchAttributeKeys as keys } from '../domain/search-attributes.js
 /** A build workflow that may have no Deployment yet. */
 export interface QueuedBuild {
   name: string;
+  /**
+   * `queued` until its Deployment exists; `failed` when its deploy failed for good (invalid
+   * kubefiles, a missing secret: docs/failures.md): it still answers reset and undeploy.
+   */
+  status: 'queued' | 'failed';
   commit: CommitInfo;
   /** When its workflow started (ISO 8601). */
   created: string;
@@ -35,9 +40,10 @@ export interface TemporalQueuedBuildsOptions {
 
 /**
  * Statuses a build workflow has before its Deployment exists: `queued` (set at start, until a
- * worker runs it) and `todo` (the worker is applying its Deployment).
+ * worker runs it), `todo` (the worker is applying its Deployment) and `failed` (its deploy
+ * failed). A deployed build of these statuses is shown from its Deployment instead.
  */
-const undeployedStatuses: readonly BuildStatus[] = ['queued', 'todo'];
+const undeployedStatuses: readonly BuildStatus[] = ['queued', 'todo', 'failed'];
 
 const quoted = (value: string) => `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 
@@ -53,6 +59,7 @@ function queuedBuild(
   if (!undeployedStatuses.includes(status as BuildStatus)) return undefined;
   return {
     name: execution.workflowId,
+    status: status === 'failed' ? 'failed' : 'queued',
     commit: { repo, targetBranch, gitCommit, pr: attributes.get(keys.pr) ?? null },
     created: execution.startTime.toISOString(),
   };

@@ -421,8 +421,14 @@ describe('a build workflow', () => {
     );
     expect(refused).toBe('accepted');
     expect((await handle.query(stateQuery)).status).toBe('failed');
-    await handle.executeUpdate('undeploy');
+    // No Deployment ever existed: the API still shows it, failed, and undeploys it.
+    const name = buildName(commit);
+    await waitForApi(name, 'failed');
+    const start = await call('POST', `/api/v1/builds/${name}/start`);
+    expect(start.status).toBe(409);
+    expect((await call('DELETE', `/api/v1/builds/${name}`)).status).toBe(202);
     await handle.result();
+    await eventually(async () => expect(await apiStatus(name)).toBeUndefined(), 15_000);
   });
 
   it('of a repo removed from the repos file still undeploys, adopted or not', async () => {

@@ -20,7 +20,12 @@ function queued(seed: string, pr: number | null = null): QueuedBuild {
     pr,
     gitCommit: seed.padEnd(40, '0'),
   };
-  return { name: buildName(commit), commit, created: `2026-01-0${seed.length}T10:00:00.000Z` };
+  return {
+    name: buildName(commit),
+    status: 'queued',
+    commit,
+    created: `2026-01-0${seed.length}T10:00:00.000Z`,
+  };
 }
 
 /** A source whose list and lookups the test sets; `down` makes Temporal unreachable. */
