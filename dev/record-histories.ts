@@ -11,11 +11,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Client, WorkflowHandle } from '@temporalio/client';
+import { cleanupFailingUnless, kubefilesWith } from './kubefiles-fixtures.js';
 import type { BuildStatus, CommitInfo } from '../domain/build.js';
 import {
   fleetWorkflowId,
@@ -28,7 +29,6 @@ import {
 } from '../domain/messages.js';
 import { buildName } from '../domain/names.js';
 import { createKubeClients, type KubeClients } from '../lib/kube.js';
-import { defaultKubefilesDir } from '../lib/kubefiles.js';
 import { connectClient, ensureBuild, type TemporalOptions } from '../lib/temporal.js';
 import { startFakeGitHub, type FakeGitHub } from '../test/integration/fake-github.js';
 import { historyToJSON } from './history-json.js';
@@ -74,34 +74,6 @@ interface Env {
   temporal: TemporalOptions;
   github: FakeGitHub;
   worker: WorkerProcess;
-}
-
-/** The kubefiles of the default set with one template changed. */
-async function kubefilesWith(file: string, change: (text: string) => string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'runboat-histories-kubefiles-'));
-  await cp(defaultKubefilesDir, dir, { recursive: true });
-  const original = await readFile(join(defaultKubefilesDir, file), 'utf8');
-  const changed = change(original);
-  if (changed === original) throw new Error(`${file}: the change did not apply`);
-  await writeFile(join(dir, file), changed);
-  return dir;
-}
-
-/** A cleanup Job that fails unless its name matches `passing` (its generation). */
-function cleanupFailingUnless(passing: string): Promise<string> {
-  return kubefilesWith('cleanup.yaml.njk', (text) =>
-    text.replace(
-      '        runboat/build: {{ buildName | yaml }}\n        runboat/job-kind: cleanup\n      annotations:',
-      [
-        `{% if not r/${passing}/.test(job.name) %}`,
-        `        ${OUTCOME_LABEL}: fail`,
-        '{% endif %}',
-        '        runboat/build: {{ buildName | yaml }}',
-        '        runboat/job-kind: cleanup',
-        '      annotations:',
-      ].join('\n'),
-    ),
-  );
 }
 
 /** The repos file; only the fleet's has a sticky repo (two fleets would both build its head). */

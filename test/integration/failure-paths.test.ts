@@ -4,7 +4,7 @@
  * runs a fresh Job, reasons keep their root cause, a build workflow never fails, a reset during
  * init never leaves two init Jobs, and no-ops change nothing.
  */
-import { cp, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Watch, type V1Job } from '@kubernetes/client-node';
@@ -15,8 +15,8 @@ import { resetUpdate, stateQuery } from '../../domain/messages.js';
 import { buildName } from '../../domain/names.js';
 import { buildSearchAttributeKeys } from '../../domain/search-attributes.js';
 import { OUTCOME_LABEL, RUN_FOR_ANNOTATION } from '../../dev/kwok-stages.js';
+import { cleanupFailingUnless, kubefilesWith } from '../../dev/kubefiles-fixtures.js';
 import { spawnApi, type WorkerProcess } from '../../dev/worker-process.js';
-import { defaultKubefilesDir } from '../../lib/kubefiles.js';
 import { ensureBuild } from '../../lib/temporal.js';
 import { createBuildEnv, testRepos, type BuildEnv } from './build-env.js';
 import { eventually } from './helpers.js';
@@ -29,33 +29,6 @@ let env: BuildEnv;
 let api: WorkerProcess & { url: string };
 let worker: WorkerProcess;
 let repos: unknown[];
-
-/** The default kubefiles with one template replaced. */
-async function kubefilesWith(file: string, text: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'runboat-kubefiles-'));
-  await cp(defaultKubefilesDir, dir, { recursive: true });
-  await writeFile(join(dir, file), text);
-  return dir;
-}
-
-/** The default cleanup Job, failing on every attempt but the third (`<build>-cleanup-3`). */
-async function kubefilesFailingCleanupTwice(): Promise<string> {
-  const original = await readFile(join(defaultKubefilesDir, 'cleanup.yaml.njk'), 'utf8');
-  // The pod labels of the cleanup Job: fail unless this is the third attempt.
-  const withOutcome = original.replace(
-    '        runboat/build: {{ buildName | yaml }}\n        runboat/job-kind: cleanup\n      annotations:',
-    [
-      '{% if not r/-cleanup-3$/.test(job.name) %}',
-      `        ${OUTCOME_LABEL}: fail`,
-      '{% endif %}',
-      '        runboat/build: {{ buildName | yaml }}',
-      '        runboat/job-kind: cleanup',
-      '      annotations:',
-    ].join('\n'),
-  );
-  expect(withOutcome).not.toBe(original);
-  return kubefilesWith('cleanup.yaml.njk', withOutcome);
-}
 
 beforeAll(async () => {
   repos = [
@@ -72,7 +45,7 @@ beforeAll(async () => {
     {
       repo: 'acme/flakyclean',
       branch: '.*',
-      builds: [{ image, kubefiles: await kubefilesFailingCleanupTwice() }],
+      builds: [{ image, kubefiles: await cleanupFailingUnless('-cleanup-3$') }],
     },
     {
       repo: 'acme/slowinit',
@@ -88,7 +61,7 @@ beforeAll(async () => {
       repo: 'acme/badinit',
       branch: '.*',
       builds: [
-        { image, kubefiles: await kubefilesWith('initialize.yaml.njk', 'kind: [unclosed\n') },
+        { image, kubefiles: await kubefilesWith('initialize.yaml.njk', () => 'kind: [unclosed\n') },
       ],
     },
     {
@@ -99,7 +72,7 @@ beforeAll(async () => {
           image,
           kubefiles: await kubefilesWith(
             'deployment.yaml.njk',
-            'apiVersion: v1\nkind: Pod\nmetadata:\n  name: {{ buildName }}-pod\n',
+            () => 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: {{ buildName }}-pod\n',
           ),
         },
       ],
@@ -458,14 +431,13 @@ describe('a build workflow', () => {
     } finally {
       await env.writeRepos(repos);
     }
-    const failedRuns = await env.client.workflow.count(
-      `${buildSearchAttributeKeys.repo.name} = 'acme/gone' AND ExecutionStatus = 'Failed'`,
-    );
-    expect(failedRuns.count).toBe(0);
-    const completed = await env.client.workflow.count(
-      `${buildSearchAttributeKeys.repo.name} = 'acme/gone' AND ExecutionStatus = 'Completed'`,
-    );
-    expect(completed.count).toBe(2);
+    // The workflows end just after their Deployment is gone; the visibility store follows.
+    const runs = (status: string) =>
+      env.client.workflow.count(
+        `${buildSearchAttributeKeys.repo.name} = 'acme/gone' AND ExecutionStatus = '${status}'`,
+      );
+    await eventually(async () => expect((await runs('Completed')).count).toBe(2), 15_000);
+    expect((await runs('Failed')).count).toBe(0);
   });
 });
 
