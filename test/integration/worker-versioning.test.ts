@@ -39,6 +39,24 @@ function describeDeployment() {
   });
 }
 
+/**
+ * What an operator does (`temporal worker deployment set-current-version`). Temporal refuses
+ * (FAILED_PRECONDITION) until the version has polled every task queue of the current one.
+ */
+function promote(version: string) {
+  return eventually(
+    () =>
+      env.client.workflowService.setWorkerDeploymentCurrentVersion({
+        namespace: env.temporal.namespace,
+        deploymentName,
+        buildId: version,
+        identity: 'worker-versioning test',
+      }),
+    30_000,
+    500,
+  );
+}
+
 describe('a worker with versioning on', () => {
   it('registers its version, runs nothing until it is current, then runs builds on it', async () => {
     const registered = Date.now();
@@ -65,14 +83,8 @@ describe('a worker with versioning on', () => {
     const pending = await handle.describe();
     expect(pending.raw.workflowExecutionInfo?.historyLength?.toString()).toBe('2');
 
-    // What an operator does: `temporal worker deployment set-current-version`.
     const promoted = Date.now();
-    await env.client.workflowService.setWorkerDeploymentCurrentVersion({
-      namespace: env.temporal.namespace,
-      deploymentName,
-      buildId,
-      identity: 'worker-versioning test',
-    });
+    await promote(buildId);
     await env.waitForStatus(name, 'stopped', 60_000);
     console.log(`build stopped ${Date.now() - promoted} ms after the version was made current`);
     const current = await describeDeployment();
@@ -108,12 +120,7 @@ describe('a worker with versioning on', () => {
       );
       expect(builds).toContain(next);
     }, 30_000);
-    await env.client.workflowService.setWorkerDeploymentCurrentVersion({
-      namespace: env.temporal.namespace,
-      deploymentName,
-      buildId: next,
-      identity: 'worker-versioning test',
-    });
+    await promote(next);
     await workerA?.stop('SIGTERM');
 
     await handle.executeUpdate(startUpdate);
