@@ -11,8 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Client, WorkflowHandle } from '@temporalio/client';
@@ -77,7 +76,7 @@ interface Env {
 }
 
 /** The repos file; only the fleet's has a sticky repo (two fleets would both build its head). */
-async function reposFile(sticky: boolean): Promise<string> {
+async function reposFile(runDir: string, sticky: boolean): Promise<string> {
   const repos = [
     {
       repo: 'acme/broken',
@@ -129,8 +128,8 @@ async function reposFile(sticky: boolean): Promise<string> {
     { repo: 'acme/sticky', branch: 'main', sticky, builds: [{ image }] },
     { repo: 'acme/.*', branch: '.*', builds: [{ image }] },
   ];
-  const dir = await mkdtemp(join(tmpdir(), 'runboat-histories-'));
-  const file = join(dir, 'repos.yaml');
+  // In the sandbox's run directory: it goes with the sandbox.
+  const file = join(runDir, sticky ? 'repos-sticky.yaml' : 'repos.yaml');
   // JSON is YAML.
   await writeFile(file, JSON.stringify(repos, null, 2));
   return file;
@@ -696,19 +695,19 @@ async function main(): Promise<void> {
       'starting the workers: main (no limits in the way), fleet (MAX_STARTED=1, MAX_DEPLOYED=3), queue (1 init slot)',
     );
     const [main, fleet, queued] = await Promise.all([
-      createEnv(sandbox, 'main', await reposFile(false), github, {
+      createEnv(sandbox, 'main', await reposFile(sandbox.runDir, false), github, {
         RUNBOAT_MAX_STARTED: '100',
         RUNBOAT_MAX_DEPLOYED: '500',
         RUNBOAT_MAX_INITIALIZING: '8',
       }),
-      createEnv(sandbox, 'fleet', await reposFile(true), github, {
+      createEnv(sandbox, 'fleet', await reposFile(sandbox.runDir, true), github, {
         RUNBOAT_MAX_STARTED: '1',
         RUNBOAT_MAX_DEPLOYED: '3',
       }),
       createEnv(
         sandbox,
         'queue',
-        await reposFile(false),
+        await reposFile(sandbox.runDir, false),
         github,
         { RUNBOAT_MAX_INITIALIZING: '1', RUNBOAT_CANCEL_SUPERSEDED: 'true' },
         { cancelSuperseded: true },
