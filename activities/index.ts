@@ -257,7 +257,10 @@ export function createActivities(deps: ActivityDeps) {
         signal: ctx.cancellationSignal,
       });
     } catch (error) {
-      if (ctx.cancellationSignal.aborted) {
+      // Only a cancellation the workflow asked for (a reset, an undeploy) ends the Job. A run
+      // that is gone (terminated, lost with Temporal's database) leaves it to the workflow that
+      // adopts the build, which takes the running Job over.
+      if (ctx.cancellationSignal.aborted && ctx.cancellationDetails?.cancelRequested) {
         await deleteJob(job.metadata?.name ?? '');
         log.info({ build: build.name, job: job.metadata?.name }, `${kind} cancelled: Job deleted`);
       }

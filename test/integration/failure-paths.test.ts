@@ -475,6 +475,25 @@ describe('a reset during init', () => {
   });
 });
 
+describe('an init whose workflow is lost', () => {
+  it('keeps running: the adopting workflow takes the Job over, one Job in all', async () => {
+    const jobs = await watchJobs('initialize');
+    try {
+      const commit = env.commit('acme/slowinit', 'lost-during-init');
+      const name = buildName(commit);
+      const handle = await build(commit);
+      await eventually(async () => expect(jobs.seen.has(`${name}-init-1`)).toBe(true), 30_000);
+      await handle.terminate('test: the workflow is lost during init');
+      const stopped = await waitForApi(name, 'stopped', 60_000);
+      expect(stopped.failure_reason).toBeNull();
+      expect([...jobs.seen].filter((job) => job.startsWith(name))).toEqual([`${name}-init-1`]);
+      expect(jobs.peak).toBe(1);
+    } finally {
+      jobs.stop();
+    }
+  });
+});
+
 describe('no-ops', () => {
   it('change nothing: stop a stopped build, start a started one; times in one format', async () => {
     const commit = env.commit('acme/shop', 'noop');
