@@ -155,13 +155,16 @@ describe('the release in dist/', () => {
       expect(build.status).toBe(200);
       expect(await build.json()).toMatchObject({ name, status: 'stopped' });
     });
-    expect(
-      env.github.statusesOf(after).map((status) => `${status.state}:${status.description}`),
-    ).toEqual([
-      'pending:queued for initialization',
-      'pending:initializing',
-      'success:ready: start it from its page',
-    ]);
+    // The workflow reports the success just after it mirrored `stopped`.
+    await eventually(async () =>
+      expect(
+        env.github.statusesOf(after).map((status) => `${status.state}:${status.description}`),
+      ).toEqual([
+        'pending:queued for initialization',
+        'pending:initializing',
+        'success:ready: start it from its page',
+      ]),
+    );
 
     const gone = await deliver(
       `${api.url}/webhooks/github`,

@@ -139,9 +139,10 @@ describe('npm start', () => {
   it('restarts a worker killed with SIGKILL, and stops everything with the sandbox on SIGTERM', async () => {
     const started = await npmStart({ RUNBOAT_API_PORT: String(await freePort()) });
     await waitForOutput(started, /runboat is up/);
+    // The lines after it may come in a later chunk of the pipe: wait for the one read here.
+    const apiUrl = (await waitForOutput(started, /UI and API\s+(http:\S+)/))[1] ?? '';
     const output = started.output();
     const workerPid = Number(/\[start\] worker started \(pid (\d+)\)/.exec(output)?.[1]);
-    const apiUrl = /UI and API\s+(http:\S+)/.exec(output)?.[1] ?? '';
     const runDir = /run directory\s+(\S+)/.exec(output)?.[1] ?? '';
     expect(runDir.startsWith(started.sandboxRoot)).toBe(true);
     const servers = await sandboxPids(runDir);
