@@ -18,7 +18,9 @@ import {
   CLEANUP_FINALIZER,
   JOB_KIND_LABEL,
   STATUS_LABEL,
+  isFromFork,
   type BuildRef,
+  type BuildSource,
   type BuildStatus,
   type CommitInfo,
   type InitStatus,
@@ -67,6 +69,8 @@ export interface ActivityDeps {
   secrets: NodeJS.ProcessEnv;
   /** Absent: commit statuses are not reported. */
   github?: GitHubClient | undefined;
+  /** GitHub REST API base, for the archive URL of a commit; default `https://api.github.com`. */
+  githubApiUrl?: string;
   logger: Logger;
   /** Where init waits and durations, transitions and cleanup failures are counted. */
   metrics?: BuildMetrics;
@@ -155,7 +159,9 @@ export function createActivities(deps: ActivityDeps) {
         targetBranch: build.commit.targetBranch,
         pr: build.commit.pr,
         sha: build.commit.gitCommit,
+        headRepo: build.commit.headRepo ?? null,
       },
+      source: config.source ?? sourceOf(build, null),
       image: config.image,
       env: config.env,
       secretEnv: secretValues(config),
@@ -336,6 +342,26 @@ export function createActivities(deps: ActivityDeps) {
     return { ...recorded, metadata: { ...recorded.metadata, name, namespace } };
   };
 
+  /**
+   * Where the scripts fetch the commit from. A pull request from a fork is not trusted unless its
+   * repo entry says `trustForks`: it gets no clone token (nor secret env, below).
+   */
+  const sourceOf = (build: BuildRef, entry: RepoConfig | null): BuildSource => {
+    const { repo, gitCommit } = build.commit;
+    const options = entry?.builds[0]?.source;
+    const trusted = (entry?.trustForks ?? false) || !isFromFork(build.commit);
+    const apiUrl = (deps.githubApiUrl ?? 'https://api.github.com').replace(/\/+$/, '');
+    return {
+      fetch: options?.fetch ?? 'auto',
+      install: options?.install ?? 'addons-path',
+      addons: (options?.addons ?? []).join(','),
+      url: options?.url ?? `https://github.com/${repo}.git`,
+      tarballUrl: `${apiUrl}/repos/${repo}/tarball/${gitCommit}`,
+      cloneToken: trusted && entry?.cloneToken ? { ...entry.cloneToken } : null,
+      trusted,
+    };
+  };
+
   /** Finds the repo's build configuration; an unsupported repo or branch is non-retryable. */
   const resolveBuildConfig = (build: BuildRef): ResolvedBuild => {
     const { repo, targetBranch } = build.commit;
@@ -348,10 +374,12 @@ export function createActivities(deps: ActivityDeps) {
       );
     }
     const kubefiles = config.kubefiles;
+    const source = sourceOf(build, entry);
     return {
       image: splitImage(config.image),
       env: config.env,
-      secretEnvFrom: config.secretEnv,
+      // A fork's pull request could print them: withheld unless the repo entry trusts forks.
+      secretEnvFrom: source.trusted ? config.secretEnv : {},
       templateVars: config.templateVars,
       kubefilesDir: kubefiles
         ? isAbsolute(kubefiles)
@@ -359,6 +387,7 @@ export function createActivities(deps: ActivityDeps) {
           : resolve(deps.reposDir, kubefiles)
         : defaultKubefilesDir,
       deployLink: `https://${build.slug}.${deps.buildDomain}`,
+      source,
     };
   };
 

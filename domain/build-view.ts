@@ -59,6 +59,7 @@ export function commitOf(deployment: DeploymentLike): CommitInfo {
     targetBranch: notes[annotations.targetBranch] ?? '',
     pr: pr ? Number(pr) : null,
     gitCommit: notes[annotations.gitCommit] ?? '',
+    ...(notes[annotations.headRepo] ? { headRepo: notes[annotations.headRepo] } : {}),
   };
 }
 

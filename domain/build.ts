@@ -14,6 +14,16 @@ export interface CommitInfo {
   pr: number | null;
   /** Full 40-character commit SHA. */
   gitCommit: string;
+  /**
+   * Pull requests: the repo the head commit comes from (`owner/name`, lower-case); a fork when it
+   * is not `repo`. Null or absent when unknown: such a pull request is treated as a fork.
+   */
+  headRepo?: string | null;
+}
+
+/** A pull request whose head is not known to come from the repo itself (docs/kubefiles.md). */
+export function isFromFork(commit: CommitInfo): boolean {
+  return commit.pr !== null && (commit.headRepo ?? '').toLowerCase() !== commit.repo.toLowerCase();
 }
 
 /** Status of a build, derived from its Deployment exactly as runboat does (plus cleanup-failed). */
@@ -68,6 +78,8 @@ export const annotations = {
   failureReason: 'runboat/failure-reason',
   /** `failed` once cleanup gave up (ours). */
   cleanupStatus: 'runboat/cleanup-status',
+  /** Pull requests: the repo of the head commit (ours; a fork when it is not the repo). */
+  headRepo: 'runboat/head-repo',
 } as const;
 
 /**
@@ -82,6 +94,24 @@ export interface ResolvedBuild {
   templateVars: Record<string, unknown>;
   kubefilesDir: string;
   deployLink: string;
+  /** Where the scripts fetch the commit from and what they install; absent in older histories. */
+  source?: BuildSource;
+}
+
+/** How the build's commit reaches the build (kubefiles context `source`, docs/kubefiles.md). */
+export interface BuildSource {
+  fetch: 'auto' | 'git' | 'tarball';
+  install: 'addons-path' | 'pip' | 'none';
+  /** Comma-separated addons to initialize; empty: every addon of the checkout. */
+  addons: string;
+  /** Clone URL. */
+  url: string;
+  /** GitHub's archive of the commit. */
+  tarballUrl: string;
+  /** The Secret (name and key) whose token may clone the repo; null: none, or withheld. */
+  cloneToken: { secret: string; key: string } | null;
+  /** False for a pull request from a fork whose repo entry does not trust forks. */
+  trusted: boolean;
 }
 
 /** The identity of a build, as the workflow passes it to every activity. */

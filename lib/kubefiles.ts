@@ -3,12 +3,19 @@
  * Rendered output is parsed and checked against the contract of docs/kubefiles.md before anything is
  * applied, so that a broken or hostile template cannot touch objects of another build.
  */
+import { readFileSync } from 'node:fs';
 import { access } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve, isAbsolute } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import nunjucks from 'nunjucks';
 import YAML from 'yaml';
-import { BUILD_LABEL, CLEANUP_FINALIZER, JOB_KIND_LABEL, type JobKind } from '../domain/build.js';
+import {
+  BUILD_LABEL,
+  CLEANUP_FINALIZER,
+  JOB_KIND_LABEL,
+  type BuildSource,
+  type JobKind,
+} from '../domain/build.js';
 
 /** What a kubefile renders: the build's objects, its init or cleanup Job, or a start/stop hook. */
 export type KubefilesMode = 'deployment' | 'initialize' | 'cleanup' | 'start' | 'stop';
@@ -23,7 +30,16 @@ export interface KubefilesContext {
   buildSlug: string;
   /** e.g. `runboat.example.com`. */
   buildDomain: string;
-  commit: { repo: string; targetBranch: string; pr: number | null; sha: string };
+  commit: {
+    repo: string;
+    targetBranch: string;
+    pr: number | null;
+    sha: string;
+    /** Pull requests: the repo of the head commit, when known. */
+    headRepo: string | null;
+  };
+  /** Where the build's commit is fetched from, what is installed, and whether it is trusted. */
+  source: BuildSource;
   image: { name: string; tag: string };
   /** Non-secret env of the build. */
   env: Record<string, string>;
@@ -102,6 +118,19 @@ function labelValueFilter(value: unknown): string {
     .replace(/^[^A-Za-z0-9]+|[^A-Za-z0-9]+$/g, '');
 }
 
+/**
+ * The text of a file of the kubefiles directory as it is, not rendered (scripts hold `{#` and
+ * `{{`), e.g. `{{ fileContent('scripts/init.sh') | yaml }}`. Nothing outside the directory.
+ */
+function fileContent(dir: string, path: string): string {
+  const file = resolve(dir, String(path));
+  const inside = relative(dir, file);
+  if (inside.startsWith('..') || isAbsolute(inside)) {
+    throw new Error(`fileContent: ${path} is outside the kubefiles directory`);
+  }
+  return readFileSync(file, 'utf8');
+}
+
 const environments = new Map<string, nunjucks.Environment>();
 
 /** One Environment per directory, so that its compiled templates are reused across renders. */
@@ -116,6 +145,7 @@ function environmentFor(dir: string): nunjucks.Environment {
     });
     env.addFilter('yaml', yamlFilter);
     env.addFilter('labelValue', labelValueFilter);
+    env.addGlobal('fileContent', (path: string) => fileContent(dir, path));
     environments.set(dir, env);
   }
   return env;

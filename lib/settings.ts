@@ -20,6 +20,22 @@ const buildConfigSchema = z.strictObject({
   templateVars: z.record(z.string(), z.unknown()).default({}),
   /** Directory of the kubefiles; relative paths are relative to the repos file. */
   kubefiles: z.string().optional(),
+  /** How the default kubefiles put the build's commit into the build (kubefiles/README.md). */
+  source: z
+    .strictObject({
+      /** `git` (a shallow fetch of the commit), `tarball` (GitHub's archive) or `auto`. */
+      fetch: z.enum(['auto', 'git', 'tarball']).default('auto'),
+      /**
+       * `addons-path`: the checkout's addons go on the addons path and its requirements.txt is
+       * installed; `pip`: its addons are pip-installed; `none`: addons path only.
+       */
+      install: z.enum(['addons-path', 'pip', 'none']).default('addons-path'),
+      /** Addons the database is initialized with; none listed: every addon of the checkout. */
+      addons: z.array(z.string().regex(/^\w+$/, 'an addon name')).default([]),
+      /** Clone URL; default `https://github.com/<repo>.git`. */
+      url: z.string().min(1).optional(),
+    })
+    .prefault({}),
 });
 
 const regex = z.string().refine(
@@ -41,6 +57,26 @@ const repoConfigSchema = z.strictObject({
   branch: regex,
   /** The newest build of each matching branch is never evicted, and always exists. */
   sticky: z.boolean().default(false),
+  /**
+   * Pull requests from forks get the build's `secretEnv` and the clone token only when true
+   * (docs/kubefiles.md, "Fork safety").
+   */
+  trustForks: z.boolean().default(false),
+  /**
+   * A Secret of the builds' namespace holding a token that may clone the repo (private repos):
+   * it reaches only the init Job's environment, as a reference, never through runboat itself.
+   */
+  cloneToken: z
+    .strictObject({
+      /** Name of the Secret. */
+      secret: z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'a Secret name'),
+      /** Key of the token in the Secret. */
+      key: z
+        .string()
+        .regex(/^[-._a-zA-Z0-9]+$/, 'a Secret key')
+        .default('token'),
+    })
+    .optional(),
   /** Build configurations; the first is used. */
   builds: z.array(buildConfigSchema).min(1),
 });

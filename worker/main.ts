@@ -131,6 +131,7 @@ async function main(): Promise<void> {
     reposDir: settings.reposDir,
     secrets: process.env,
     github,
+    githubApiUrl: settings.RUNBOAT_GITHUB_API_URL,
     logger,
     metrics: createBuildMetrics(registry),
     workflowStartTime: async (workflowId) =>

@@ -33,7 +33,10 @@ describe('settings', () => {
       env: { ADDONS: 'sale' },
       secretEnv: {},
       templateVars: {},
+      source: { fetch: 'auto', install: 'addons-path', addons: [] },
     });
+    expect(settings.repos[0]?.trustForks).toBe(false);
+    expect(settings.repos[0]?.cloneToken).toBeUndefined();
   });
 
   it('name the field that is wrong', async () => {
@@ -53,18 +56,21 @@ describe('settings', () => {
 });
 
 describe('findRepoConfig', () => {
+  const defaultSource = { fetch: 'auto' as const, install: 'addons-path' as const, addons: [] };
   const repos: RepoConfig[] = [
     {
       repo: 'acme/special',
       branch: 'main',
       sticky: false,
-      builds: [{ image: 'a', env: {}, secretEnv: {}, templateVars: {} }],
+      trustForks: false,
+      builds: [{ image: 'a', env: {}, secretEnv: {}, templateVars: {}, source: defaultSource }],
     },
     {
       repo: 'acme/.*',
       branch: '.*',
       sticky: false,
-      builds: [{ image: 'b', env: {}, secretEnv: {}, templateVars: {} }],
+      trustForks: false,
+      builds: [{ image: 'b', env: {}, secretEnv: {}, templateVars: {}, source: defaultSource }],
     },
   ];
 
