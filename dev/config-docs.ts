@@ -28,6 +28,8 @@ export interface SchemaKey {
   optional: boolean;
   /** What the value must be, from the schema's builders. */
   type: string;
+  /** The named object schema the value is made of (its keys get a table of their own). */
+  objectSchema?: string;
 }
 
 /** The TSDoc comment right above a node, without its markers. */
@@ -82,6 +84,8 @@ function typeOf(initializer: ts.Expression, source: ts.SourceFile): string {
     if (!list || !ts.isArrayLiteralExpression(list)) return undefined;
     return list.elements.map((element) => `\`${literalText(element, source)}\``).join(', ');
   };
+  const named = /^(\w+Schema)\b/.exec(text)?.[1];
+  if (named) return 'object (below)';
   if (text.startsWith('bool.') || text === 'bool') return '`true` or `false`';
   if (names.includes('pipe') && enumCall) {
     return `comma-separated list of ${enumValues(enumCall) ?? 'values'}`;
@@ -132,9 +136,13 @@ export function schemaKeys(sourceText: string, variable: string): SchemaKey[] {
       ? property.name.text
       : literalText(property.name, source);
     const calls = chain(property.initializer);
-    const defaultCall = calls.find((call) => methodName(call) === 'default');
+    const defaultCall = calls.find((call) =>
+      ['default', 'prefault'].includes(methodName(call) ?? ''),
+    );
     const defaultArgument = defaultCall?.arguments[0];
+    const objectSchema = /^(\w+Schema)\b/.exec(property.initializer.getText(source))?.[1];
     return {
+      ...(objectSchema ? { objectSchema } : {}),
       name,
       description: tsdoc(property, source),
       defaultValue: defaultArgument ? literalText(defaultArgument, source) : undefined,
@@ -167,6 +175,23 @@ function table(keys: SchemaKey[], first: string): string[] {
   ];
 }
 
+/** A table of keys, then a table for each key made of a named object schema. */
+function tables(settingsSource: string, keys: SchemaKey[], heading: string): string[] {
+  return [
+    ...table(keys, 'key'),
+    ...keys.flatMap((key) =>
+      key.objectSchema
+        ? [
+            '',
+            `${heading} \`${key.name}\``,
+            '',
+            ...tables(settingsSource, schemaKeys(settingsSource, key.objectSchema), `${heading}#`),
+          ]
+        : [],
+    ),
+  ];
+}
+
 /** The page, before formatting. */
 export function configurationMarkdown(settingsSource: string): string {
   const env = schemaKeys(settingsSource, 'envSchema');
@@ -191,13 +216,13 @@ export function configurationMarkdown(settingsSource: string): string {
     '',
     '### An entry',
     '',
-    ...table(repo, 'key'),
+    ...tables(settingsSource, repo, '####'),
     '',
     '### A build configuration (`builds[0]`)',
     '',
     'Only the first entry of `builds` is used.',
     '',
-    ...table(build, 'key'),
+    ...tables(settingsSource, build, '####'),
     '',
     'The kubefiles read these values through their template context: [kubefiles.md](kubefiles.md).',
     '',
