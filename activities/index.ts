@@ -50,7 +50,14 @@ import type { Logger } from '../lib/logger.js';
 import { findRepoConfig, type RepoConfig } from '../lib/settings.js';
 import { buildView } from '../domain/build-view.js';
 import { createFleetActivities } from './fleet.js';
-import { jobName, keepJobLog, runJob, waitForChange, type JobOutcome } from './jobs.js';
+import {
+  jobName,
+  keepJobLog,
+  runJob,
+  scriptError,
+  waitForChange,
+  type JobOutcome,
+} from './jobs.js';
 
 export type { FleetBuild } from './fleet.js';
 
@@ -273,8 +280,10 @@ export function createActivities(deps: ActivityDeps) {
       throw error;
     }
     log.info({ build: build.name, job: outcome.jobName, ...outcome }, `${kind} Job ended`);
-    await keepJobLog(kube, namespace, build.name, kind, outcome);
-    return outcome;
+    const jobLog = await keepJobLog(kube, namespace, build.name, kind, outcome);
+    // What the script said is the root cause; the Job's condition only says that it failed.
+    const said = outcome.succeeded ? null : scriptError(jobLog);
+    return said ? { ...outcome, reason: `${said} (${outcome.reason ?? 'Job failed'})` } : outcome;
   };
 
   /**

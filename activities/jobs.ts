@@ -20,17 +20,25 @@ export interface JobOutcome {
 /** Lines of the pod log kept after a Job ends. */
 export const LOG_TAIL_LINES = 500;
 
+/** The short name of a Job kind in the names of its Jobs and log ConfigMaps. */
+const shortKind: Record<JobKind, string> = {
+  initialize: 'init',
+  cleanup: 'cleanup',
+  build: 'build',
+};
+
 /** The name of the ConfigMap that keeps the log of a build's Job kind. */
 export function logConfigMapName(build: string, kind: JobKind): string {
-  return `${build}-${kind === 'initialize' ? 'init' : 'cleanup'}-log`;
+  return `${build}-${shortKind[kind]}-log`;
 }
 
 /** The name of a build's Job of one kind and generation. */
 export function jobName(build: string, kind: JobKind, generation: number): string {
-  return `${build}-${kind === 'initialize' ? 'init' : 'cleanup'}-${generation}`;
+  return `${build}-${shortKind[kind]}-${generation}`;
 }
 
-function finished(job: V1Job): { succeeded: boolean; reason: string | null } | undefined {
+/** How the Job ended, from its conditions; undefined while it runs. */
+export function finished(job: V1Job): { succeeded: boolean; reason: string | null } | undefined {
   for (const condition of job.status?.conditions ?? []) {
     if (condition.status !== 'True') continue;
     if (condition.type === 'Complete') return { succeeded: true, reason: null };
@@ -179,14 +187,27 @@ async function podLogTail(kube: KubeClients, namespace: string, job: string): Pr
   }
 }
 
-/** Keeps the tail of the Job's log and its outcome in the build's log ConfigMap. */
+/** Prefix of the line with which the scripts of the default kubefiles say why they failed. */
+export const SCRIPT_ERROR_PREFIX = 'runboat: error: ';
+
+/**
+ * The last line of a log with which a script said why it failed (kubefiles/README.md), without
+ * the prefix; null when there is none.
+ */
+export function scriptError(log: string): string | null {
+  const lines = log.split('\n').filter((line) => line.startsWith(SCRIPT_ERROR_PREFIX));
+  const last = lines.at(-1);
+  return last === undefined ? null : last.slice(SCRIPT_ERROR_PREFIX.length).trim() || null;
+}
+
+/** Keeps the tail of the Job's log and its outcome in the build's log ConfigMap; returns the log. */
 export async function keepJobLog(
   kube: KubeClients,
   namespace: string,
   build: string,
   kind: JobKind,
   outcome: JobOutcome,
-): Promise<void> {
+): Promise<string> {
   const log = await podLogTail(kube, namespace, outcome.jobName);
   const configMap: KubernetesObject & { data: Record<string, string> } = {
     apiVersion: 'v1',
@@ -213,4 +234,5 @@ export async function keepJobLog(
     true,
     PatchStrategy.ServerSideApply,
   );
+  return log;
 }

@@ -344,12 +344,18 @@ export function createApp(deps: AppDeps): Koa {
     if (typeof pr !== 'number' || !Number.isInteger(pr) || pr <= 0) {
       throw new ClientError('pr: required positive integer');
     }
+    // The repo of the PR's head commit; unknown, the PR is treated as a fork (no secrets).
+    const headRepo =
+      body.head_repo === undefined
+        ? null
+        : requireString(body, 'head_repo', /^[\w.-]+\/[\w.-]+$/).toLowerCase();
     const name = await commands.trigger(
       {
         repo,
         targetBranch: requireString(body, 'target_branch'),
         pr,
         gitCommit: requireString(body, 'sha', /^[0-9a-f]{40}$/),
+        headRepo,
       },
       { kind: 'api', id: String(ctx.state.requestId) },
     );

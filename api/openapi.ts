@@ -175,6 +175,11 @@ export const openApiDocument = {
             pr: { type: 'integer' },
             target_branch: { type: 'string' },
             sha: { type: 'string' },
+            head_repo: {
+              type: 'string',
+              description:
+                'owner/name of the repo the head commit comes from; absent, the pull request is treated as a fork',
+            },
           },
         }),
         responses: answers({ 202: json({ type: 'object' }) }, 400, 401),

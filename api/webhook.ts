@@ -267,7 +267,10 @@ export function githubWebhook(deps: WebhookDeps): Koa.Middleware {
     if (action === 'closed') return undeploy(index.list({ repo, pr }), repo);
     const targetBranch = text(payload, 'pull_request.base.ref');
     const gitCommit = sha(payload, 'pull_request.head.sha');
-    return trigger({ repo, targetBranch, pr, gitCommit }, delivery);
+    // Where the head commit comes from: another repo (or a deleted fork, null) is a fork.
+    const head = field(payload, 'pull_request.head.repo.full_name');
+    const headRepo = typeof head === 'string' && head !== '' ? head.toLowerCase() : null;
+    return trigger({ repo, targetBranch, pr, gitCommit, headRepo }, delivery);
   }
 
   async function deleted(payload: Payload): Promise<Answer> {
