@@ -50,6 +50,7 @@ import type { Logger } from '../lib/logger.js';
 import { findRepoConfig, type RepoConfig } from '../lib/settings.js';
 import { buildView } from '../domain/build-view.js';
 import { createFleetActivities } from './fleet.js';
+import { createImageBuildActivities, resolveImageBuild } from './image-build.js';
 import {
   jobName,
   keepJobLog,
@@ -60,6 +61,7 @@ import {
 } from './jobs.js';
 
 export type { FleetBuild } from './fleet.js';
+export type { ImageBuildOutcome } from './image-build.js';
 
 /** What the activities need from the process that runs them. */
 export interface ActivityDeps {
@@ -173,6 +175,7 @@ export function createActivities(deps: ActivityDeps) {
       env: config.env,
       secretEnv: secretValues(config),
       templateVars: config.templateVars,
+      imageBuild: config.imageBuild ?? null,
       ...(job === undefined ? {} : { job: { name: job } }),
     };
     const manifests = (await renderKubefiles(config.kubefilesDir, context)) as KubernetesObject[];
@@ -203,6 +206,7 @@ export function createActivities(deps: ActivityDeps) {
           ...(mirror.cleanupStatus !== undefined
             ? { [annotations.cleanupStatus]: mirror.cleanupStatus }
             : {}),
+          ...(mirror.imageStatus ? { [annotations.imageStatus]: mirror.imageStatus } : {}),
         },
       },
     });
@@ -384,8 +388,10 @@ export function createActivities(deps: ActivityDeps) {
     }
     const kubefiles = config.kubefiles;
     const source = sourceOf(build, entry);
+    const imageBuild = config.imageBuild && resolveImageBuild(build.commit, config.imageBuild);
     return {
-      image: splitImage(config.image),
+      // With an image build, the init Job and the Deployment run the image it builds.
+      image: splitImage(imageBuild ? imageBuild.ref : (config.image ?? '')),
       env: config.env,
       // A fork's pull request could print them: withheld unless the repo entry trusts forks.
       secretEnvFrom: source.trusted ? config.secretEnv : {},
@@ -397,11 +403,13 @@ export function createActivities(deps: ActivityDeps) {
         : defaultKubefilesDir,
       deployLink: `https://${build.slug}.${deps.buildDomain}`,
       source,
+      ...(imageBuild ? { imageBuild } : {}),
     };
   };
 
   return {
     ...createFleetActivities(deps),
+    ...createImageBuildActivities(deps, { renderJob, runBuildJob, guard }),
 
     /** Finds the repo's build configuration; an unsupported repo or branch is non-retryable. */
     async resolveBuildConfig(build: BuildRef): Promise<ResolvedBuild> {
@@ -675,19 +683,20 @@ export function createActivities(deps: ActivityDeps) {
     },
 
     /**
-     * Reports a commit status (context `runboat/build`) linking to the live build, its page or
-     * its init log; a no-op without a GitHub client.
+     * Reports a commit status (context `runboat/build`) linking to the live build, its page, its
+     * init log or its image build log; a no-op without a GitHub client.
      */
     async postCommitStatus(
       build: BuildRef,
       state: CommitStatusState,
       description: string,
-      link: 'live' | 'build' | 'init-log',
+      link: 'live' | 'build' | 'init-log' | 'build-log',
     ): Promise<void> {
       const targetUrl = {
         live: `https://${build.slug}.${deps.buildDomain}`,
         build: `${deps.baseUrl}/builds/${build.name}`,
         'init-log': `${deps.baseUrl}/api/v1/builds/${build.name}/init-log`,
+        'build-log': `${deps.baseUrl}/api/v1/builds/${build.name}/build-log`,
       }[link];
       await commitStatus(build.commit, state, description, targetUrl);
     },
@@ -702,6 +711,8 @@ export interface Mirror {
   failureReason?: string;
   /** 'failed' once cleanup gave up; '' clears it. */
   cleanupStatus?: string;
+  /** Builds with an image build: `building`, `built` or `failed`. */
+  imageStatus?: 'building' | 'built' | 'failed';
 }
 
 /** The activities, for `proxyActivities<BuildActivities>()` in workflows. */

@@ -31,6 +31,8 @@ export type BuildStatus =
   /** Asked for (its workflow exists) but not deployed yet: no worker has taken it so far. */
   | 'queued'
   | 'todo'
+  /** Its image is being built (repo entries with `imageBuild`), before the init. */
+  | 'building'
   | 'initializing'
   | 'failed'
   | 'stopping'
@@ -44,6 +46,7 @@ export type BuildStatus =
 export const buildStatuses: readonly BuildStatus[] = [
   'queued',
   'todo',
+  'building',
   'initializing',
   'failed',
   'stopping',
@@ -80,6 +83,8 @@ export const annotations = {
   cleanupStatus: 'runboat/cleanup-status',
   /** Pull requests: the repo of the head commit (ours; a fork when it is not the repo). */
   headRepo: 'runboat/head-repo',
+  /** Builds with an image build: `building`, `built` or `failed` (ours). */
+  imageStatus: 'runboat/image-status',
 } as const;
 
 /**
@@ -96,6 +101,8 @@ export interface ResolvedBuild {
   deployLink: string;
   /** Where the scripts fetch the commit from and what they install; absent in older histories. */
   source?: BuildSource;
+  /** The image built before the init; absent: the configured image is used as it is. */
+  imageBuild?: ResolvedImageBuild;
 }
 
 /** How the build's commit reaches the build (kubefiles context `source`, docs/kubefiles.md). */
@@ -122,7 +129,25 @@ export interface BuildRef {
 }
 
 /** Kinds of Job a build runs. */
-export type JobKind = 'initialize' | 'cleanup';
+export type JobKind = 'initialize' | 'cleanup' | 'build';
+
+/**
+ * The image build of a build (repo entries with `imageBuild`, docs/kubefiles.md): what the build
+ * Job builds from the checkout, and where it pushes it.
+ */
+export interface ResolvedImageBuild {
+  /** `<registry>/<name>:<sha>`: what the build pushes, the init Job and the Deployment run. */
+  ref: string;
+  registry: string;
+  name: string;
+  /** Path of the Dockerfile in the checkout. */
+  dockerfile: string;
+  /** Directory of the checkout sent to the builder as its context. */
+  context: string;
+  /** Secret (type dockerconfigjson) with the registry credentials; null: none. */
+  pushSecret: string | null;
+  builderImage: string;
+}
 
 /** What the Deployment of a build says, as far as the status is concerned. */
 export interface DeploymentView {
@@ -143,7 +168,7 @@ export function deriveStatus(view: DeploymentView): BuildStatus {
   switch (view.annotations[annotations.initStatus] as InitStatus | undefined) {
     case 'todo':
     case undefined:
-      return 'todo';
+      return view.annotations[annotations.imageStatus] === 'building' ? 'building' : 'todo';
     case 'started':
       return 'initializing';
     case 'failed':

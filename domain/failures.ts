@@ -50,3 +50,6 @@ export function failureReason(error: unknown): string {
     ? `${cause.type}: ${cause.message}`
     : cause.message;
 }
+
+/** The failure type of an image build whose Job failed (docs/failures.md). */
+export const IMAGE_BUILD_FAILED = 'ImageBuildFailed';

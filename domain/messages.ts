@@ -22,7 +22,9 @@ export interface BuildState {
   /** Init attempts so far; names the init Job (`<name>-init-<n>`). */
   initGeneration: number;
   cleanupGeneration: number;
-  /** Why the last init or cleanup failed. */
+  /** Image builds so far (entries with `imageBuild`); names the build Job (`<name>-build-<n>`). */
+  buildGeneration?: number;
+  /** Why the last image build, init or cleanup failed. */
   failureReason: string | null;
   lastScaled: string | null;
   deployLink: string;
@@ -37,6 +39,8 @@ export interface BuildWorkflowInput {
   config?: ResolvedBuild | undefined;
   /** Task queue of the init activity (default `runboat-init`). */
   initTaskQueue?: string;
+  /** Task queue of the image build activity (default `runboat-image-build`). */
+  imageBuildTaskQueue?: string;
   /** The fleet workflow to tell when the build is deployed or started (none: no limits). */
   fleetWorkflowId?: string;
   /** Once deployed, undeploy older builds of the same branch or PR still queued for init. */
@@ -77,7 +81,11 @@ export const INVALID_TRANSITION = 'InvalidTransition';
 export const initStartedSignal = defineSignal('initStarted');
 
 /** Default task queues (settings may rename them). */
-export const defaultTaskQueues = { builds: 'runboat-builds', init: 'runboat-init' } as const;
+export const defaultTaskQueues = {
+  builds: 'runboat-builds',
+  init: 'runboat-init',
+  imageBuild: 'runboat-image-build',
+} as const;
 
 /** The fleet's limits, sent to it at start and whenever a worker starts with other settings. */
 export interface FleetLimits {

@@ -15,10 +15,14 @@ import {
   JOB_KIND_LABEL,
   type BuildSource,
   type JobKind,
+  type ResolvedImageBuild,
 } from '../domain/build.js';
 
-/** What a kubefile renders: the build's objects, its init or cleanup Job, or a start/stop hook. */
-export type KubefilesMode = 'deployment' | 'initialize' | 'cleanup' | 'start' | 'stop';
+/**
+ * What a kubefile renders: the build's objects, its init, cleanup or image build Job, or a
+ * start/stop hook.
+ */
+export type KubefilesMode = 'deployment' | 'initialize' | 'cleanup' | 'build' | 'start' | 'stop';
 
 /** Everything a kubefile template can read. */
 export interface KubefilesContext {
@@ -47,7 +51,15 @@ export interface KubefilesContext {
   secretEnv: Record<string, string>;
   /** Free-form per-repo variables (see kubefiles/README.md). */
   templateVars: Record<string, unknown>;
-  /** Modes initialize/cleanup: the Job's name (`<build>-init-N` or `<build>-cleanup-N`). */
+  /**
+   * The image the build Job builds and pushes (repo entries with `imageBuild`); then `image` is
+   * that image. Null without one.
+   */
+  imageBuild?: ResolvedImageBuild | null;
+  /**
+   * Modes initialize/cleanup/build: the Job's name (`<build>-init-N`, `<build>-cleanup-N`,
+   * `<build>-build-N`).
+   */
   job?: { name: string };
 }
 
@@ -88,6 +100,7 @@ const allowedKinds: Record<KubefilesMode, readonly string[]> = {
   deployment: ['Deployment', 'Service', 'Ingress', 'ConfigMap', 'Secret', 'PersistentVolumeClaim'],
   initialize: ['Job'],
   cleanup: ['Job'],
+  build: ['Job'],
   start: ['Job', 'ConfigMap'],
   stop: ['Job', 'ConfigMap'],
 };
@@ -188,7 +201,7 @@ export async function renderKubefiles(dir: string, context: KubefilesContext): P
  * its kind is allowed for the mode; its name is the build name or starts with it and a '-'; it and
  * its pod template carry the build label; its namespace, when present, is the build's. Mode
  * `deployment` has exactly one Deployment, named after the build, with replicas 0 and the cleanup
- * finalizer; initialize/cleanup have exactly one Job, named `context.job.name`, with the job-kind
+ * finalizer; initialize/cleanup/build have exactly one Job, named `context.job.name`, with the job-kind
  * label. Throws KubefilesError naming the document index, kind, name and the rule broken.
  */
 export function checkManifests(manifests: unknown[], context: KubefilesContext): Manifest[] {
@@ -200,7 +213,7 @@ function check(manifests: unknown[], context: KubefilesContext, file?: string): 
   const fail = (message: string): never => {
     throw new KubefilesError(file ? `${file}: ${message}` : message, mode, file);
   };
-  const isJobMode = mode === 'initialize' || mode === 'cleanup';
+  const isJobMode = mode === 'initialize' || mode === 'cleanup' || mode === 'build';
   if (isJobMode && !context.job) fail(`mode ${mode} needs context.job`);
   let deployments = 0;
   let jobs = 0;

@@ -8,10 +8,46 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 
+/** A path inside the checkout: relative, no `..`. */
+const checkoutPath = z
+  .string()
+  .min(1)
+  .regex(/^(?!\/)(?!(.*\/)?\.\.(\/|$))[\w./-]+$/, 'a relative path inside the checkout (no "..")');
+
+/** An image built of the commit before its init (docs/kubefiles.md, "Image builds"). */
+const imageBuildSchema = z.strictObject({
+  /** Registry and path the image is pushed to, e.g. `registry.example.com/previews`. */
+  registry: z
+    .string()
+    .regex(
+      /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(\/[a-z0-9]+([._-][a-z0-9]+)*)*$/,
+      'a registry host and path, lower-case, e.g. registry.example.com/previews',
+    ),
+  /** Name of the image under the registry; default the repo as `owner-name`, lower-case. */
+  name: z
+    .string()
+    .regex(/^[a-z0-9]+([._-][a-z0-9]+)*(\/[a-z0-9]+([._-][a-z0-9]+)*)*$/, 'an image name')
+    .optional(),
+  /** The Dockerfile, a path of the checkout. */
+  dockerfile: checkoutPath.default('Dockerfile'),
+  /** The build context, a directory of the checkout. */
+  context: checkoutPath.default('.'),
+  /**
+   * A Secret of type `kubernetes.io/dockerconfigjson` in the builds' namespace: the builder's
+   * credentials for the registry (mounted as its Docker config).
+   */
+  pushSecret: z
+    .string()
+    .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'a Secret name')
+    .optional(),
+  /** Image of the builder: Kaniko's executor, or one that takes its arguments. */
+  builderImage: z.string().min(1).default('gcr.io/kaniko-project/executor:v1.23.2'),
+});
+
 /** One build configuration of a repo. */
 const buildConfigSchema = z.strictObject({
-  /** Container image `name:tag`; without a tag, `latest`. */
-  image: z.string().min(1),
+  /** Container image `name:tag`; without a tag, `latest`. Not needed with `imageBuild`. */
+  image: z.string().min(1).optional(),
   /** Environment variables of the build (not secret: they travel through workflow history). */
   env: z.record(z.string(), z.string()).default({}),
   /** Names of environment variables of the worker whose values become the build's secret env. */
@@ -36,6 +72,11 @@ const buildConfigSchema = z.strictObject({
       url: z.string().min(1).optional(),
     })
     .prefault({}),
+  /**
+   * Build an image of the commit before the init (a build Job, its own task queue), and run the
+   * init Job and the Deployment on it: `<registry>/<name>:<sha>` (docs/kubefiles.md).
+   */
+  imageBuild: imageBuildSchema.optional(),
 });
 
 const regex = z.string().refine(
@@ -78,7 +119,14 @@ const repoConfigSchema = z.strictObject({
     })
     .optional(),
   /** Build configurations; the first is used. */
-  builds: z.array(buildConfigSchema).min(1),
+  builds: z
+    .array(
+      buildConfigSchema.refine((build) => build.image ?? build.imageBuild, {
+        message: 'required unless imageBuild is set',
+        path: ['image'],
+      }),
+    )
+    .min(1),
 });
 
 /** The repos file: which repos and branches get builds, and how. */
@@ -88,6 +136,8 @@ export const reposFileSchema = z.array(repoConfigSchema);
 export type RepoConfig = z.infer<typeof repoConfigSchema>;
 /** One build configuration of a repo. */
 export type BuildConfig = z.infer<typeof buildConfigSchema>;
+/** The image build of a build configuration. */
+export type ImageBuildConfig = z.infer<typeof imageBuildSchema>;
 
 const positiveInt = z.coerce.number().int().positive();
 const bool = z
@@ -117,14 +167,21 @@ const envSchema = z.object({
   RUNBOAT_BUILDS_TASK_QUEUE: z.string().default('runboat-builds'),
   /** Task queue of the long init activity; its slots are the init concurrency. */
   RUNBOAT_INIT_TASK_QUEUE: z.string().default('runboat-init'),
-  /** Roles this worker process plays: `builds`, `init` or both (comma-separated). */
+  /** Task queue of the image build activity; its slots are the image build concurrency. */
+  RUNBOAT_IMAGE_BUILD_TASK_QUEUE: z.string().default('runboat-image-build'),
+  /**
+   * Roles this worker process plays: `builds`, `init`, `image-build` (comma-separated); the
+   * default plays all three (docs/operations.md, "Worker roles").
+   */
   RUNBOAT_WORKER_ROLES: z
     .string()
-    .default('builds,init')
+    .default('builds,init,image-build')
     .transform((value) => value.split(',').map((role) => role.trim()))
-    .pipe(z.array(z.enum(['builds', 'init'])).min(1)),
+    .pipe(z.array(z.enum(['builds', 'init', 'image-build'])).min(1)),
   /** Init slots of this worker: the number of init Jobs it runs at once. */
   RUNBOAT_MAX_INITIALIZING: positiveInt.default(2),
+  /** Image build slots of this worker: the number of build Jobs it runs at once. */
+  RUNBOAT_MAX_IMAGE_BUILDS: positiveInt.default(1),
   /** Started builds at most; one more stops the least recently scaled started build. */
   RUNBOAT_MAX_STARTED: positiveInt.default(6),
   /** Deployed builds at most; beyond, the oldest stopped or failed ones are undeployed. */

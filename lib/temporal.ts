@@ -23,6 +23,8 @@ export interface TemporalOptions {
   namespace: string;
   buildsTaskQueue: string;
   initTaskQueue: string;
+  /** Task queue of the image build activity; default `runboat-image-build`. */
+  imageBuildTaskQueue?: string;
   /** Newer commits cancel builds of the same branch or PR still queued for init. */
   cancelSuperseded?: boolean;
   /** Cleanup Jobs per undeploy, and seconds before the second (doubled after). */
@@ -35,6 +37,7 @@ export function buildPolicy(
 ): Pick<
   BuildWorkflowInput,
   | 'initTaskQueue'
+  | 'imageBuildTaskQueue'
   | 'fleetWorkflowId'
   | 'cancelSuperseded'
   | 'cleanupAttempts'
@@ -42,6 +45,7 @@ export function buildPolicy(
 > {
   return {
     initTaskQueue: options.initTaskQueue,
+    ...(options.imageBuildTaskQueue ? { imageBuildTaskQueue: options.imageBuildTaskQueue } : {}),
     fleetWorkflowId: fleetWorkflowId(options.buildsTaskQueue),
     cancelSuperseded: options.cancelSuperseded ?? false,
     ...(options.cleanup

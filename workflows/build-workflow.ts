@@ -38,7 +38,7 @@ import {
   type BuildState,
   type BuildWorkflowInput,
 } from '../domain/messages.js';
-import { failureReason } from '../domain/failures.js';
+import { failureReason, IMAGE_BUILD_FAILED } from '../domain/failures.js';
 import { buildName, buildSlug } from '../domain/names.js';
 import { buildSearchAttributeKeys as keys } from '../domain/search-attributes.js';
 
@@ -100,7 +100,16 @@ interface Action {
 const allowedFrom: Record<Exclude<ActionKind, 'undeploy'>, readonly BuildStatus[]> = {
   start: ['stopped', 'stopping', 'starting', 'started'],
   stop: ['stopped', 'stopping', 'starting', 'started'],
-  reset: ['todo', 'initializing', 'failed', 'stopped', 'stopping', 'starting', 'started'],
+  reset: [
+    'todo',
+    'building',
+    'initializing',
+    'failed',
+    'stopped',
+    'stopping',
+    'starting',
+    'started',
+  ],
 };
 
 function invalidTransition(message: string): ApplicationFailure {
@@ -113,6 +122,7 @@ class Build {
   private config: ResolvedBuild | undefined;
   private readonly actions: Action[] = [];
   private readonly init: BuildActivities;
+  private readonly imageBuilder: BuildActivities;
 
   constructor(private readonly input: BuildWorkflowInput) {
     const name = buildName(input.commit);
@@ -136,6 +146,14 @@ class Build {
       heartbeatTimeout: '20 seconds',
       // A cancelled init deletes its own Job before it ends: wait for that, so that the next
       // init never runs beside it (docs/failures.md).
+      cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+      retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute' },
+    });
+    // The image build: its own task queue and slots, cancelled and awaited like the init.
+    this.imageBuilder = proxyActivities<BuildActivities>({
+      taskQueue: input.imageBuildTaskQueue ?? defaultTaskQueues.imageBuild,
+      startToCloseTimeout: '24 hours',
+      heartbeatTimeout: '20 seconds',
       cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
       retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute' },
     });
@@ -308,7 +326,7 @@ class Build {
         }
         continue;
       }
-      if (this.state.status === 'todo' || this.state.status === 'initializing') {
+      if (['todo', 'building', 'initializing'].includes(this.state.status)) {
         try {
           await this.initialize();
         } catch (error) {
@@ -411,7 +429,7 @@ class Build {
   private async report(
     state: 'pending' | 'success' | 'failure',
     description: string,
-    link: 'live' | 'build' | 'init-log',
+    link: 'live' | 'build' | 'init-log' | 'build-log',
   ): Promise<void> {
     try {
       await statuses.postCommitStatus(this.ref, state, description, link);
@@ -427,6 +445,10 @@ class Build {
    */
   private async initialize(): Promise<void> {
     const config = await this.configuration();
+    // An init under way (adopted) already has its image.
+    if (config.imageBuild && this.state.status !== 'initializing') {
+      if (!(await this.buildImage(config))) return;
+    }
     const generation = ++this.state.initGeneration;
     const scope = new CancellationScope();
     const running = scope.run(() => this.init.initialize(this.ref, config, generation));
@@ -449,6 +471,57 @@ class Build {
       return;
     }
     await this.initEnded(outcome.result.succeeded, outcome.result.reason);
+  }
+
+  /**
+   * Builds the build's image before its init (repo entries with `imageBuild`): `building` until
+   * the build Job ends. A reset or undeploy meanwhile cancels it, waits until the activity has
+   * deleted its Job, and kills any build Job left. True when the init may run.
+   */
+  private async buildImage(config: ResolvedBuild): Promise<boolean> {
+    const generation = (this.state.buildGeneration ?? 0) + 1;
+    this.state.buildGeneration = generation;
+    await this.mirror({ status: 'building', imageStatus: 'building' });
+    this.setStatus('building');
+    await this.report('pending', 'building image', 'build');
+    const scope = new CancellationScope();
+    const running = scope.run(() => this.imageBuilder.buildImage(this.ref, config, generation));
+    const interrupted = condition(() => this.pendingOf('reset', 'undeploy'));
+    const outcome = await Promise.race([
+      running.then(
+        (result) => ({ result }),
+        (error: unknown) => ({ error }),
+      ),
+      interrupted.then(() => undefined),
+    ]);
+    if (outcome === undefined) {
+      scope.cancel();
+      await running.catch(() => undefined);
+      await short.killJobs(this.state.name, 'build');
+      return false;
+    }
+    if ('error' in outcome || !outcome.result.succeeded) {
+      const reason =
+        'error' in outcome
+          ? failureReason(outcome.error)
+          : `${IMAGE_BUILD_FAILED}: build Job ${outcome.result.jobName ?? '?'} failed: ${outcome.result.reason ?? 'unknown'}`;
+      log.error('image build failed', { build: this.state.name, reason });
+      this.state.initStatus = 'failed';
+      this.state.failureReason = reason;
+      await short.mirror(this.state.name, {
+        status: this.shown('failed'),
+        initStatus: 'failed',
+        imageStatus: 'failed',
+        failureReason: reason,
+      });
+      this.setStatus('failed');
+      await this.report('failure', reason.slice(0, 120), 'build-log');
+      return false;
+    }
+    log.info('image ready', { build: this.state.name, image: outcome.result.ref });
+    await local.mirror(this.state.name, { status: this.shown('todo'), imageStatus: 'built' });
+    this.setStatus('todo');
+    return true;
   }
 
   private async initEnded(succeeded: boolean, reason: string | null): Promise<void> {

@@ -86,7 +86,7 @@ describe('docs/configuration.md', () => {
     const port = keys.find((key) => key.name === 'RUNBOAT_API_PORT');
     expect(port).toMatchObject({ defaultValue: '8000', type: 'integer 0–65535' });
     const roles = keys.find((key) => key.name === 'RUNBOAT_WORKER_ROLES');
-    expect(roles?.defaultValue).toBe('builds,init');
+    expect(roles?.defaultValue).toBe('builds,init,image-build');
   });
 
   it("README's settings table names only variables the schema has", () => {

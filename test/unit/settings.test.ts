@@ -27,7 +27,7 @@ describe('settings', () => {
 `);
     const settings = loadSettings({ RUNBOAT_REPOS_FILE: file, RUNBOAT_MAX_INITIALIZING: '3' });
     expect(settings.RUNBOAT_MAX_INITIALIZING).toBe(3);
-    expect(settings.RUNBOAT_WORKER_ROLES).toEqual(['builds', 'init']);
+    expect(settings.RUNBOAT_WORKER_ROLES).toEqual(['builds', 'init', 'image-build']);
     expect(settings.repos[0]?.builds[0]).toEqual({
       image: 'ghcr.io/acme/odoo:16.0',
       env: { ADDONS: 'sale' },
