@@ -32,6 +32,7 @@ async function main(): Promise<void> {
     namespace: settings.RUNBOAT_TEMPORAL_NAMESPACE,
     buildsTaskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
     initTaskQueue: settings.RUNBOAT_INIT_TASK_QUEUE,
+    imageBuildTaskQueue: settings.RUNBOAT_IMAGE_BUILD_TASK_QUEUE,
     cancelSuperseded: settings.RUNBOAT_CANCEL_SUPERSEDED,
     cleanup: {
       attempts: settings.RUNBOAT_CLEANUP_ATTEMPTS,

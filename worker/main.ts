@@ -1,7 +1,8 @@
 /**
  * The worker process: the composition root of the `builds` role (build workflows, their short
- * activities and the drift watcher) and the `init` role (the long init activity, one Job per slot:
- * the init concurrency of the whole system is the sum of the init slots of all `init` workers).
+ * activities and the drift watcher), the `init` role (the long init activity, one Job per slot:
+ * the init concurrency of the whole system is the sum of the init slots of all `init` workers)
+ * and the `image-build` role (the image build activity, one build Job per slot, likewise).
  *
  * SIGTERM/SIGINT shut it down gracefully: polling stops, running activities get a grace period,
  * and an init Job left running is adopted by the retried activity on another worker.
@@ -108,6 +109,7 @@ async function main(): Promise<void> {
     ...temporal,
     buildsTaskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
     initTaskQueue: settings.RUNBOAT_INIT_TASK_QUEUE,
+    imageBuildTaskQueue: settings.RUNBOAT_IMAGE_BUILD_TASK_QUEUE,
     cancelSuperseded: settings.RUNBOAT_CANCEL_SUPERSEDED,
     cleanup: {
       attempts: settings.RUNBOAT_CLEANUP_ATTEMPTS,
@@ -182,6 +184,15 @@ async function main(): Promise<void> {
       }),
     );
   }
+  if (roles.has('image-build')) {
+    workers.push(
+      await Worker.create({
+        ...common,
+        taskQueue: settings.RUNBOAT_IMAGE_BUILD_TASK_QUEUE,
+        maxConcurrentActivityTaskExecutions: settings.RUNBOAT_MAX_IMAGE_BUILDS,
+      }),
+    );
+  }
   const watcher = roles.has('builds')
     ? await startDeploymentWatcher({
         kube,
@@ -220,6 +231,7 @@ async function main(): Promise<void> {
     {
       roles: [...roles],
       initSlots: roles.has('init') ? settings.RUNBOAT_MAX_INITIALIZING : 0,
+      imageBuildSlots: roles.has('image-build') ? settings.RUNBOAT_MAX_IMAGE_BUILDS : 0,
       temporal: temporal.address,
       metrics: `http://${settings.RUNBOAT_WORKER_METRICS_HOST}:${health.port}/metrics`,
       namespace: settings.RUNBOAT_BUILD_NAMESPACE,
