@@ -393,8 +393,15 @@ export function createActivities(deps: ActivityDeps) {
       // With an image build, the init Job and the Deployment run the image it builds.
       image: splitImage(imageBuild ? imageBuild.ref : (config.image ?? '')),
       env: config.env,
-      // A fork's pull request could print them: withheld unless the repo entry trusts forks.
-      secretEnvFrom: source.trusted ? config.secretEnv : {},
+      // A fork's pull request could print them: withheld unless the repo entry trusts forks,
+      // but for those the app cannot run without.
+      secretEnvFrom: source.trusted
+        ? config.secretEnv
+        : Object.fromEntries(
+            Object.entries(config.secretEnv).filter(([name]) =>
+              config.secretEnvForForks.includes(name),
+            ),
+          ),
       templateVars: config.templateVars,
       kubefilesDir: kubefiles
         ? isAbsolute(kubefiles)

@@ -44,6 +44,21 @@ const imageBuildSchema = z.strictObject({
   builderImage: z.string().min(1).default('gcr.io/kaniko-project/executor:v1.23.2'),
 });
 
+/** How the scripts of the default kubefiles fetch and install the build's commit. */
+const buildSourceSchema = z.strictObject({
+  /** `git` (a shallow fetch of the commit), `tarball` (GitHub's archive) or `auto`. */
+  fetch: z.enum(['auto', 'git', 'tarball']).default('auto'),
+  /**
+   * `addons-path`: the checkout's addons go on the addons path and its requirements.txt is
+   * installed; `pip`: its addons are pip-installed; `none`: addons path only.
+   */
+  install: z.enum(['addons-path', 'pip', 'none']).default('addons-path'),
+  /** Addons the database is initialized with; none listed: every addon of the checkout. */
+  addons: z.array(z.string().regex(/^\w+$/, 'an addon name')).default([]),
+  /** Clone URL; default `https://github.com/<repo>.git`. */
+  url: z.string().min(1).optional(),
+});
+
 /** One build configuration of a repo. */
 const buildConfigSchema = z.strictObject({
   /** Container image `name:tag`; without a tag, `latest`. Not needed with `imageBuild`. */
@@ -52,26 +67,17 @@ const buildConfigSchema = z.strictObject({
   env: z.record(z.string(), z.string()).default({}),
   /** Names of environment variables of the worker whose values become the build's secret env. */
   secretEnv: z.record(z.string(), z.string()).default({}),
+  /**
+   * Variables of `secretEnv` that pull requests from untrusted forks get all the same: what the app
+   * cannot run without (the database password), which a build's own code can read anyway.
+   */
+  secretEnvForForks: z.array(z.string()).default([]),
   /** Free-form values the kubefiles read (`templateVars.<name>`). */
   templateVars: z.record(z.string(), z.unknown()).default({}),
   /** Directory of the kubefiles; relative paths are relative to the repos file. */
   kubefiles: z.string().optional(),
   /** How the default kubefiles put the build's commit into the build (kubefiles/README.md). */
-  source: z
-    .strictObject({
-      /** `git` (a shallow fetch of the commit), `tarball` (GitHub's archive) or `auto`. */
-      fetch: z.enum(['auto', 'git', 'tarball']).default('auto'),
-      /**
-       * `addons-path`: the checkout's addons go on the addons path and its requirements.txt is
-       * installed; `pip`: its addons are pip-installed; `none`: addons path only.
-       */
-      install: z.enum(['addons-path', 'pip', 'none']).default('addons-path'),
-      /** Addons the database is initialized with; none listed: every addon of the checkout. */
-      addons: z.array(z.string().regex(/^\w+$/, 'an addon name')).default([]),
-      /** Clone URL; default `https://github.com/<repo>.git`. */
-      url: z.string().min(1).optional(),
-    })
-    .prefault({}),
+  source: buildSourceSchema.prefault({}),
   /**
    * Build an image of the commit before the init (a build Job, its own task queue), and run the
    * init Job and the Deployment on it: `<registry>/<name>:<sha>` (docs/kubefiles.md).
@@ -91,6 +97,17 @@ const regex = z.string().refine(
   { message: 'not a valid regular expression' },
 );
 
+/** The Secret holding a token that may clone a private repo. */
+const cloneTokenSchema = z.strictObject({
+  /** Name of the Secret. */
+  secret: z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'a Secret name'),
+  /** Key of the token in the Secret. */
+  key: z
+    .string()
+    .regex(/^[-._a-zA-Z0-9]+$/, 'a Secret key')
+    .default('token'),
+});
+
 const repoConfigSchema = z.strictObject({
   /** Regular expression matched against the whole `owner/name`, case-insensitively. */
   repo: regex,
@@ -107,17 +124,7 @@ const repoConfigSchema = z.strictObject({
    * A Secret of the builds' namespace holding a token that may clone the repo (private repos):
    * it reaches only the init Job's environment, as a reference, never through runboat itself.
    */
-  cloneToken: z
-    .strictObject({
-      /** Name of the Secret. */
-      secret: z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'a Secret name'),
-      /** Key of the token in the Secret. */
-      key: z
-        .string()
-        .regex(/^[-._a-zA-Z0-9]+$/, 'a Secret key')
-        .default('token'),
-    })
-    .optional(),
+  cloneToken: cloneTokenSchema.optional(),
   /** Build configurations; the first is used. */
   builds: z
     .array(

@@ -32,6 +32,7 @@ describe('settings', () => {
       image: 'ghcr.io/acme/odoo:16.0',
       env: { ADDONS: 'sale' },
       secretEnv: {},
+      secretEnvForForks: [],
       templateVars: {},
       source: { fetch: 'auto', install: 'addons-path', addons: [] },
     });
@@ -63,14 +64,32 @@ describe('findRepoConfig', () => {
       branch: 'main',
       sticky: false,
       trustForks: false,
-      builds: [{ image: 'a', env: {}, secretEnv: {}, templateVars: {}, source: defaultSource }],
+      builds: [
+        {
+          image: 'a',
+          env: {},
+          secretEnv: {},
+          templateVars: {},
+          secretEnvForForks: [],
+          source: defaultSource,
+        },
+      ],
     },
     {
       repo: 'acme/.*',
       branch: '.*',
       sticky: false,
       trustForks: false,
-      builds: [{ image: 'b', env: {}, secretEnv: {}, templateVars: {}, source: defaultSource }],
+      builds: [
+        {
+          image: 'b',
+          env: {},
+          secretEnv: {},
+          templateVars: {},
+          secretEnvForForks: [],
+          source: defaultSource,
+        },
+      ],
     },
   ];
 
