@@ -30,6 +30,8 @@ export interface LogSource {
   initLog(name: string): Promise<string | undefined>;
   /** The kept tail of the last cleanup Job's log, or undefined when none was kept. */
   cleanupLog(name: string): Promise<string | undefined>;
+  /** The kept tail of the last image build's log, or undefined when none was kept. */
+  imageBuildLog(name: string): Promise<string | undefined>;
   /** The running build's log, streamed; destroying the stream ends its request upstream. */
   buildLog(name: string, options: { follow: boolean; tail: number }): Promise<Readable>;
 }
@@ -395,14 +397,16 @@ export function createApp(deps: AppDeps): Koa {
   });
   // A known build whose Job has not kept a log yet is a 409 (its state), not the 404 of a name
   // that matches no build.
-  for (const kind of ['init', 'cleanup'] as const) {
+  const keptLogs = {
+    init: (name: string) => deps.logs.initLog(name),
+    cleanup: (name: string) => deps.logs.cleanupLog(name),
+    build: (name: string) => deps.logs.imageBuildLog(name),
+  } as const;
+  for (const kind of ['init', 'cleanup', 'build'] as const) {
     router.get(`/api/v1/builds/:name/${kind}-log`, async (ctx) => {
       const build = buildOr404(ctx.params.name ?? '');
       await answeringLogErrors(ctx, async () => {
-        const text =
-          kind === 'init'
-            ? await deps.logs.initLog(build.name)
-            : await deps.logs.cleanupLog(build.name);
+        const text = await keptLogs[kind](build.name);
         if (text === undefined) {
           throw new ClientError(`build ${build.name} has no ${kind} log yet`, 409);
         }

@@ -118,6 +118,17 @@ export const openApiDocument = {
         responses: logAnswers('the build has no cleanup log yet (no cleanup has ended)', 404),
       },
     },
+    '/api/v1/builds/{name}/build-log': {
+      get: {
+        summary:
+          'The kept tail of the last image build log, with its outcome (repo entries with `imageBuild`)',
+        parameters: [buildName],
+        responses: logAnswers(
+          'the build has no image build log yet (no image build has ended)',
+          404,
+        ),
+      },
+    },
     '/api/v1/builds/{name}/log': {
       get: {
         summary: 'The log of the running build; with `follow`, streamed until the client leaves',
@@ -220,6 +231,11 @@ export const openApiDocument = {
           },
           status: { type: 'string' },
           init_status: { type: 'string' },
+          image_status: {
+            type: ['string', 'null'],
+            description:
+              '`building`, `built` or `failed` for builds with an image build; else null',
+          },
           deploy_link: { type: 'string' },
           repo_link: { type: 'string' },
           repo_target_branch_link: { type: 'string' },

@@ -102,6 +102,7 @@ function liveNote(build: BuildView, publicStartStop: boolean): string {
     case 'queued':
       return 'This build is queued: no worker has deployed it yet. Open it again once it is ready.';
     case 'todo':
+    case 'building':
     case 'initializing':
       return 'This build is still being initialized: open it again once it is ready.';
     case 'failed':

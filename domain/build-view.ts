@@ -30,6 +30,8 @@ export interface BuildView {
   commit_info: { repo: string; target_branch: string; pr: number | null; git_commit: string };
   status: BuildStatus;
   init_status: string;
+  /** Builds with an image build: `building`, `built` or `failed`; null without one. */
+  image_status: string | null;
   deploy_link: string;
   repo_link: string;
   repo_target_branch_link: string;
@@ -85,6 +87,7 @@ export function buildView(deployment: DeploymentLike, buildDomain: string): Buil
       statusLabel: deployment.metadata?.labels?.[STATUS_LABEL],
     }),
     init_status: notes[annotations.initStatus] ?? 'todo',
+    image_status: notes[annotations.imageStatus] || null,
     deploy_link: `https://${slug}.${buildDomain}`,
     repo_link: repoLink,
     repo_target_branch_link: `${repoLink}/tree/${commit.targetBranch}`,

@@ -1,6 +1,6 @@
 /**
- * The logs of builds: the init and cleanup logs kept in the build's ConfigMaps, and the live log
- * of its running pod streamed from Kubernetes. Read-only.
+ * The logs of builds: the init, cleanup and image build logs kept in the build's ConfigMaps, and
+ * the live log of its running pod streamed from Kubernetes. Read-only.
  *
  * A log that cannot be read raises {@link LogUnavailableError} with the reason, never a 200 with
  * the error as text. A streamed log holds one request to the Kubernetes API (a long-running one,
@@ -30,8 +30,11 @@ export class LogUnavailableError extends Error {
   }
 }
 
-/** The kinds of logs kept in a build's ConfigMaps: `<build>-init-log`, `<build>-cleanup-log`. */
-export type KeptLogKind = 'init' | 'cleanup';
+/**
+ * The kinds of logs kept in a build's ConfigMaps: `<build>-init-log`, `<build>-cleanup-log`,
+ * `<build>-build-log` (its image build).
+ */
+export type KeptLogKind = 'init' | 'cleanup' | 'build';
 
 /** Options of {@link createBuildLogs}. */
 export interface BuildLogsOptions {
@@ -164,6 +167,9 @@ export function createBuildLogs(
 
     /** The kept log of the last cleanup Job with its outcome, or undefined when none ran yet. */
     cleanupLog: (name: string) => keptLog(name, 'cleanup'),
+
+    /** The kept log of the last image build with its outcome, or undefined when none ended yet. */
+    imageBuildLog: (name: string) => keptLog(name, 'build'),
 
     /**
      * Streams the log of the build's newest app pod. Destroying the stream aborts the request

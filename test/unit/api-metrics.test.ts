@@ -51,6 +51,7 @@ beforeAll(async () => {
     logs: {
       initLog: () => Promise.resolve(undefined),
       cleanupLog: () => Promise.resolve(undefined),
+      imageBuildLog: () => Promise.resolve(undefined),
       buildLog: () => Promise.reject(new Error('no logs here')),
     },
     settings: { repos: () => [], maxStarted: 2, maxDeployed: 10, admin: {}, publicStartStop: true },

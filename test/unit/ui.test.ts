@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { BuildStatus } from '../../domain/build.js';
+import { buildStatuses, type BuildStatus } from '../../domain/build.js';
 import type { BuildView } from '../../domain/build-view.js';
 import { buildName } from '../../domain/names.js';
 import { createApp } from '../../api/app.js';
@@ -40,6 +40,7 @@ function view(spec: Spec): BuildView {
     commit_info: { repo, target_branch: branch, pr, git_commit: sha },
     status: spec.status,
     init_status: 'succeeded',
+    image_status: null,
     deploy_link: `https://${repo.replace('/', '-')}-${sha.slice(0, 12)}.runboat.test`,
     repo_link: link,
     repo_target_branch_link: `${link}/tree/${branch}`,
@@ -108,6 +109,7 @@ beforeAll(async () => {
     logs: {
       initLog: () => Promise.resolve(undefined),
       cleanupLog: () => Promise.resolve(undefined),
+      imageBuildLog: () => Promise.resolve(undefined),
       buildLog: () => Promise.reject(new Error('no logs here')),
     },
     settings: {
@@ -295,6 +297,26 @@ describe('repo page', () => {
     expect(card).toMatch(/data-action="undeploy">undeploy|data-action="reset" disabled=""/);
     const stopped = page.text.slice(page.text.indexOf(`data-build="${mainOld.name}"`));
     expect(stopped.slice(0, stopped.indexOf('</article>'))).not.toContain('cleanup log');
+  });
+
+  it('links the image build log of a build with an image build, and shows building', async () => {
+    const building = {
+      ...view({ seed: 'g1', branch: 'img', status: 'building', created: '2024-05-04T11:00:00Z' }),
+      image_status: 'building',
+    };
+    builds.set(building.name, building);
+    const page = await get('/repos/acme/shop');
+    const start = page.text.indexOf(`data-build="${building.name}"`);
+    const card = page.text.slice(start, page.text.indexOf('</article>', start));
+    expect(card).toContain('data-status="building"');
+    expect(card).toContain(`<a href="/api/v1/builds/${building.name}/build-log">build log</a>`);
+    expect(card).toMatch(/data-action="reset">reset/);
+    const stopped = page.text.slice(page.text.indexOf(`data-build="${mainOld.name}"`));
+    expect(stopped.slice(0, stopped.indexOf('</article>'))).not.toContain('build log');
+    const css = await get('/static/app.css');
+    expect(css.text).toContain('.status-building {');
+    // app.js takes the statuses from the page: the server's one table.
+    expect(page.text).toContain(`data-statuses="${buildStatuses.join(',')}"`);
   });
 
   it('escapes what users control: branch names', async () => {

@@ -7,18 +7,6 @@
  */
 /* global document, location, EventSource, fetch, setTimeout, setInterval, clearTimeout, CSS */
 
-const STATUSES = [
-  'queued',
-  'todo',
-  'initializing',
-  'failed',
-  'stopping',
-  'stopped',
-  'starting',
-  'started',
-  'undeploying',
-  'cleanup-failed',
-];
 const ACTIONS = ['start', 'stop', 'reset'];
 /** After a (re)connect the server replays every build; what it did not replay is gone. */
 const RESYNC_MS = 1500;
@@ -26,6 +14,8 @@ const RESYNC_MS = 1500;
 const BANNER_MS = 5000;
 
 const body = document.body;
+/** Every build status in lifecycle order: the server's table (domain/build.ts), via the page. */
+const STATUSES = (body.dataset.statuses || '').split(',').filter(Boolean);
 const page = body.dataset.page;
 /** Every build the stream told of, by name. */
 const builds = new Map();
@@ -95,6 +85,9 @@ function card(b) {
       { class: 'links' },
       h('a', { href: liveHref(b) }, 'live'),
       h('a', { href: '/api/v1/builds/' + b.name + '/log' }, 'log'),
+      b.image_status
+        ? h('a', { href: '/api/v1/builds/' + b.name + '/build-log' }, 'build log')
+        : null,
       h('a', { href: '/api/v1/builds/' + b.name + '/init-log' }, 'init log'),
       b.status === 'cleanup-failed'
         ? h('a', { href: '/api/v1/builds/' + b.name + '/cleanup-log' }, 'cleanup log')
