@@ -130,6 +130,7 @@ describe('default kubefiles', () => {
       [annotations.targetBranch]: '16.0',
       [annotations.pr]: '42',
       [annotations.gitCommit]: context.commit.sha,
+      [annotations.headRepo]: 'acme/shop',
       [annotations.initStatus]: 'todo',
     });
     expect(deployment.metadata.finalizers).toEqual([CLEANUP_FINALIZER]);
@@ -138,6 +139,70 @@ describe('default kubefiles', () => {
       expect(job?.metadata.labels?.[JOB_KIND_LABEL]).toBe(mode);
       expect(at(job, 'spec', 'template', 'metadata', 'labels', JOB_KIND_LABEL)).toBe(mode);
     }
+  });
+
+  it("give the init Job the build's commit as environment variables, and a token only as a Secret reference", async () => {
+    const context = contextFor('initialize');
+    const envOf = (job: Manifest | undefined) =>
+      Object.fromEntries(
+        (at(job, 'spec', 'template', 'spec', 'containers', 0, 'env') as { name: string }[]).map(
+          (variable) => [variable.name, variable],
+        ),
+      );
+    const [plain] = await render('initialize');
+    expect(at(plain, 'spec', 'template', 'spec', 'containers', 0, 'command')).toEqual([
+      'sh',
+      '/runboat/init.sh',
+    ]);
+    expect(envOf(plain)).toMatchObject({
+      RUNBOAT_GIT_REPO: { value: 'acme/shop' },
+      RUNBOAT_GIT_SHA: { value: context.commit.sha },
+      RUNBOAT_GIT_PR: { value: '42' },
+      RUNBOAT_GIT_URL: { value: 'https://github.com/acme/shop.git' },
+      RUNBOAT_FETCH: { value: 'auto' },
+      RUNBOAT_INSTALL: { value: 'addons-path' },
+      RUNBOAT_ADDONS: { value: 'sale,stock' },
+    });
+    expect(envOf(plain).RUNBOAT_GIT_TOKEN).toBeUndefined();
+    const [withToken] = await renderKubefiles(defaultKubefilesDir, {
+      ...context,
+      source: { ...context.source, cloneToken: { secret: 'shop-clone', key: 'token' } },
+    });
+    expect(envOf(withToken).RUNBOAT_GIT_TOKEN).toEqual({
+      name: 'RUNBOAT_GIT_TOKEN',
+      valueFrom: { secretKeyRef: { name: 'shop-clone', key: 'token' } },
+    });
+  });
+
+  it('ship the scripts unrendered in a ConfigMap the init Job and the Deployment mount', async () => {
+    const manifests = await render('deployment');
+    const scripts = manifests.find((m) => m.metadata.name.endsWith('-scripts'));
+    for (const file of ['fetch.sh', 'init.sh', 'start.sh']) {
+      expect((scripts?.data as Record<string, string>)[file]).toBe(
+        await readFile(join(defaultKubefilesDir, 'scripts', file), 'utf8'),
+      );
+    }
+    const [job] = await render('initialize');
+    for (const pod of [
+      at(find(manifests, 'Deployment'), 'spec', 'template', 'spec'),
+      at(job, 'spec', 'template', 'spec'),
+    ]) {
+      expect(at(pod, 'volumes')).toContainEqual({
+        name: 'scripts',
+        configMap: { name: scripts?.metadata.name },
+      });
+    }
+  });
+
+  it('read files outside the kubefiles directory never', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'runboat-kubefiles-'));
+    await writeFile(
+      join(dir, 'deployment.yaml.njk'),
+      "data: {{ fileContent('../../etc/passwd') | yaml }}\n",
+    );
+    await expect(renderKubefiles(dir, contextFor('deployment'))).rejects.toThrow(
+      /outside the kubefiles directory/,
+    );
   });
 
   it('annotate a branch build with an empty PR', async () => {
@@ -342,7 +407,16 @@ describe('checkManifests', () => {
       (m) => ((m[0] as Manifest).metadata.name += 'x'),
       'the Job must be named',
     ],
-    ['no Deployment', 'deployment', (m) => m.splice(3, 1), 'must render exactly one Deployment'],
+    [
+      'no Deployment',
+      'deployment',
+      (m) =>
+        m.splice(
+          m.findIndex((doc) => doc.kind === 'Deployment'),
+          1,
+        ),
+      'must render exactly one Deployment',
+    ],
     ['a document that is no mapping', 'cleanup', (m) => m.unshift([] as never), 'document 0 (? ?)'],
   ])('rejects %s', async (_, mode, mutate, message) => {
     const check = await checkAfter(mode, mutate);

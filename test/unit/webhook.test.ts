@@ -232,9 +232,29 @@ describe('github webhook: events', () => {
       const response = await deliver(url, 'pull_request', payload, SECRET, 'delivery-pr');
       const commit = { repo: REPO, targetBranch: '16.0', pr: 12, gitCommit: headSha };
       expect(response).toEqual({ status: 202, body: { build: buildName(commit) } });
-      expect(commands.triggers).toEqual([[commit, { kind: 'webhook', id: 'delivery-pr' }]]);
+      // The head repo (here the repo itself) says whether the pull request comes from a fork.
+      expect(commands.triggers).toEqual([
+        [
+          { ...commit, headRepo: REPO },
+          { kind: 'webhook', id: 'delivery-pr' },
+        ],
+      ]);
     },
   );
+
+  it.each([
+    ['a fork', 'Mallory/Widgets', 'mallory/widgets'],
+    ['a deleted fork', null, null],
+  ])('tells a pull request from %s by its head repo', async (_, headRepo, expected) => {
+    const { url, commands } = await startReceiver();
+    const payload = pullRequestPayload({ number: 13, headRepo: headRepo ?? 'Mallory/Widgets' });
+    if (headRepo === null) {
+      (payload.pull_request as { head: { repo: unknown } }).head.repo = null;
+    }
+    const response = await deliver(url, 'pull_request', payload, SECRET);
+    expect(response.status).toBe(202);
+    expect(commands.triggers[0]?.[0]).toMatchObject({ pr: 13, headRepo: expected });
+  });
 
   it('undeploys only the builds of a closed pull request', async () => {
     const pr12a = prBuild(12, 'pr 12 a');
