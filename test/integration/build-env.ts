@@ -70,6 +70,8 @@ export async function createBuildEnv(options: BuildEnvOptions): Promise<BuildEnv
     namespace: sandbox.temporal.namespace,
     buildsTaskQueue: `builds-${suffix}`,
     initTaskQueue: `init-${suffix}`,
+    // Queues of its own: a worker of another test's environment must never take its work.
+    imageBuildTaskQueue: `image-build-${suffix}`,
   };
   const dir = await mkdtemp(join(tmpdir(), 'runboat-test-'));
   const reposFile = join(dir, 'repos.yaml');
@@ -88,6 +90,7 @@ export async function createBuildEnv(options: BuildEnvOptions): Promise<BuildEnv
     RUNBOAT_TEMPORAL_NAMESPACE: temporal.namespace,
     RUNBOAT_BUILDS_TASK_QUEUE: temporal.buildsTaskQueue,
     RUNBOAT_INIT_TASK_QUEUE: temporal.initTaskQueue,
+    RUNBOAT_IMAGE_BUILD_TASK_QUEUE: temporal.imageBuildTaskQueue,
     RUNBOAT_BUILD_NAMESPACE: namespace,
     RUNBOAT_BUILD_DOMAIN: 'runboat.test',
     RUNBOAT_KUBECONFIG: sandbox.kube.kubeconfig,
