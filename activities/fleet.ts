@@ -4,8 +4,11 @@
  * other activities in `activities/index.ts`.
  */
 import { Context } from '@temporalio/activity';
+import type { V1Deployment } from '@kubernetes/client-node';
 import { BUILD_LABEL, type BuildStatus } from '../domain/build.js';
 import { buildView } from '../domain/build-view.js';
+import { planEvictions } from '../domain/fleet.js';
+import type { FleetLimits } from '../domain/messages.js';
 import { GitHubApiError, isTransientGitHubError, type GitHubClient } from '../lib/github.js';
 import { findRepoConfig } from '../lib/settings.js';
 import type { ActivityDeps } from './index.js';
@@ -13,8 +16,31 @@ import type { ActivityDeps } from './index.js';
 /** What the fleet activities need from the process that runs them. */
 export type FleetActivityDeps = Pick<
   ActivityDeps,
-  'kube' | 'namespace' | 'buildDomain' | 'repos' | 'github' | 'logger' | 'ensureBuild'
+  | 'kube'
+  | 'namespace'
+  | 'buildDomain'
+  | 'repos'
+  | 'github'
+  | 'logger'
+  | 'ensureBuild'
+  | 'deploymentCache'
 >;
+
+/** What the fleet asks: its limits, and the evictions it asked for that may not show yet. */
+export interface FleetPlanRequest {
+  limits: FleetLimits;
+  inFlight: Record<string, 'stop' | 'undeploy'>;
+}
+
+/** The evictions to ask for, and nothing of the fleet itself (docs/architecture.md). */
+export interface FleetPlanResult {
+  stop: string[];
+  undeploy: string[];
+  /** Evictions in flight that the cluster now shows done (or whose build is gone). */
+  settled: string[];
+  /** Counts as planned from, for the fleet's log. */
+  counts: { deployed: number; running: number };
+}
 
 /** A build as the fleet sees it. */
 export interface FleetBuild {
@@ -83,40 +109,96 @@ async function listBranches(github: GitHubClient, repo: string, ctx: Context): P
 export function createFleetActivities(deps: FleetActivityDeps) {
   const { kube, namespace } = deps;
   const log = deps.logger.child({ component: 'fleet' });
+
+  const deploymentsNow = async (): Promise<readonly V1Deployment[]> => {
+    const cached = deps.deploymentCache?.();
+    if (cached) return cached;
+    const list = await kube.apps.listNamespacedDeployment({
+      namespace,
+      labelSelector: BUILD_LABEL,
+    });
+    return list.items;
+  };
+
+  /** The builds as the fleet counts them, sticky ones marked. */
+  const fleetMembers = (deployments: readonly V1Deployment[]): FleetBuild[] => {
+    const builds = deployments.map((deployment) => {
+      const view = buildView(deployment, deps.buildDomain);
+      return {
+        name: view.name,
+        status: view.status,
+        lastScaled: view.last_scaled ?? view.created ?? '',
+        created: view.created ?? '',
+        repo: view.commit_info.repo,
+        targetBranch: view.commit_info.target_branch,
+        pr: view.commit_info.pr,
+        sticky: false,
+      };
+    });
+    const repos = deps.repos();
+    // Thousands of builds share a few branches: match each branch against the repos file once.
+    const sticky = new Map<string, boolean>();
+    const isSticky = (repo: string, branch: string) => {
+      const key = `${repo}\u0000${branch}`;
+      let found = sticky.get(key);
+      if (found === undefined) {
+        found = findRepoConfig(repos, repo, branch)?.sticky ?? false;
+        sticky.set(key, found);
+      }
+      return found;
+    };
+    const newest = new Map<string, FleetBuild>();
+    for (const build of builds) {
+      if (build.pr !== null) continue;
+      if (!isSticky(build.repo, build.targetBranch)) continue;
+      const key = `${build.repo}\u0000${build.targetBranch}`;
+      const current = newest.get(key);
+      if (!current || current.created < build.created) newest.set(key, build);
+    }
+    for (const build of newest.values()) build.sticky = true;
+    return builds;
+  };
+
   return {
     /**
      * The builds as the cluster shows them, for the fleet's limits: status, when last scaled and
      * whether each is the newest build of a sticky branch (never evicted).
      */
     async fleetSnapshot(): Promise<FleetBuild[]> {
-      const list = await kube.apps.listNamespacedDeployment({
-        namespace,
-        labelSelector: BUILD_LABEL,
-      });
-      const builds = list.items.map((deployment) => {
-        const view = buildView(deployment, deps.buildDomain);
-        return {
-          name: view.name,
-          status: view.status,
-          lastScaled: view.last_scaled ?? view.created ?? '',
-          created: view.created ?? '',
-          repo: view.commit_info.repo,
-          targetBranch: view.commit_info.target_branch,
-          pr: view.commit_info.pr,
-          sticky: false,
-        };
-      });
-      const repos = deps.repos();
-      const newest = new Map<string, FleetBuild>();
-      for (const build of builds) {
-        if (build.pr !== null) continue;
-        if (!findRepoConfig(repos, build.repo, build.targetBranch)?.sticky) continue;
-        const key = `${build.repo}\u0000${build.targetBranch}`;
-        const current = newest.get(key);
-        if (!current || current.created < build.created) newest.set(key, build);
+      return fleetMembers(await deploymentsNow());
+    },
+
+    /**
+     * Plans the evictions where the builds are known (the worker's informer cache of the build
+     * Deployments; a list only while it has not synced): only the names to evict cross into the
+     * fleet's history, whatever the number of builds (docs/architecture.md, "The fleet").
+     */
+    async fleetPlan(request: FleetPlanRequest): Promise<FleetPlanResult> {
+      const members = fleetMembers(await deploymentsNow());
+      const byName = new Map(members.map((build) => [build.name, build]));
+      // An eviction asked for is not yet visible on the cluster: count it as done, so that the
+      // same excess is not answered twice (once seen, or once the build is gone, it settles).
+      const settled: string[] = [];
+      const counted = members.slice();
+      for (const [name, kind] of Object.entries(request.inFlight)) {
+        const build = byName.get(name);
+        const seen = kind === 'stop' ? ['stopped', 'stopping'] : ['undeploying'];
+        if (!build || seen.includes(build.status)) {
+          settled.push(name);
+          continue;
+        }
+        const index = counted.indexOf(build);
+        counted[index] = { ...build, status: kind === 'stop' ? 'stopping' : 'undeploying' };
       }
-      for (const build of newest.values()) build.sticky = true;
-      return builds;
+      const plan = planEvictions(counted, request.limits);
+      return {
+        ...plan,
+        settled,
+        counts: {
+          deployed: members.length,
+          running: members.filter((b) => b.status === 'started' || b.status === 'starting').length,
+        },
+      };
     },
 
     /**

@@ -89,6 +89,11 @@ export interface ActivityDeps {
   notifyInitStarted: (workflowId: string) => Promise<void>;
   /** Starts (or finds) the build of a commit; returns its name. */
   ensureBuild: (commit: CommitInfo) => Promise<string>;
+  /**
+   * The build Deployments as the worker's informer last saw them; undefined until it has synced
+   * (the fleet then lists them).
+   */
+  deploymentCache?: () => readonly V1Deployment[] | undefined;
 }
 
 /** Failure types the workflow matches on (never by class across the sandbox). */

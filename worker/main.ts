@@ -30,7 +30,7 @@ import { loadReposFile, loadSettings, SettingsError } from '../lib/settings.js';
 import { connectClient, ensureBuild, temporalConnectionOptions } from '../lib/temporal.js';
 import { workerVersion } from '../lib/worker-version.js';
 import { startAdopter } from '../watcher/adopter.js';
-import { startDeploymentWatcher } from '../watcher/deployment-watcher.js';
+import { startDeploymentWatcher, type DeploymentWatcher } from '../watcher/deployment-watcher.js';
 import { freeLoopbackPort, startHealthServer, type HealthServer } from './health-server.js';
 
 const temporalLevels: Record<string, LogLevel> = {
@@ -123,6 +123,8 @@ async function main(): Promise<void> {
           token: settings.RUNBOAT_GITHUB_TOKEN,
         })
       : undefined;
+  // The fleet plans from the drift watcher's informer cache once it runs (it starts below).
+  let watcher: DeploymentWatcher | undefined;
   const activities = createActivities({
     kube,
     namespace: settings.RUNBOAT_BUILD_NAMESPACE,
@@ -143,6 +145,7 @@ async function main(): Promise<void> {
         .workflowId,
     notifyInitStarted: (workflowId) =>
       client.workflow.getHandle(workflowId).signal(initStartedSignal),
+    deploymentCache: () => watcher?.deployments(),
   });
 
   // Build and fleet workflows both auto-upgrade: a running build moves to the current version at
@@ -193,7 +196,7 @@ async function main(): Promise<void> {
       }),
     );
   }
-  const watcher = roles.has('builds')
+  watcher = roles.has('builds')
     ? await startDeploymentWatcher({
         kube,
         namespace: settings.RUNBOAT_BUILD_NAMESPACE,

@@ -12,13 +12,14 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
+  patched,
   proxyActivities,
   setHandler,
   sleep,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { BuildActivities } from '../activities/index.js';
-import { planEvictions } from '../domain/fleet.js';
+import { planEvictions, type FleetPlan } from '../domain/fleet.js';
 import {
   evictSignal,
   fleetChangedSignal,
@@ -27,7 +28,7 @@ import {
   type FleetWorkflowInput,
 } from '../domain/messages.js';
 
-const { fleetSnapshot } = proxyActivities<BuildActivities>({
+const { fleetSnapshot, fleetPlan } = proxyActivities<BuildActivities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1s', maximumInterval: '30s' },
 });
@@ -39,6 +40,12 @@ const { ensureStickyHeads } = proxyActivities<BuildActivities>({
   heartbeatTimeout: '2 minutes',
   retry: { maximumAttempts: 1 },
 });
+
+/**
+ * Patch: the plan is computed by an activity from the worker's informer cache (only names come
+ * back) instead of the whole fleet crossing into the history (docs/upgrades.md).
+ */
+const FLEET_PLAN_IN_WORKER = 'fleet-plan-in-worker';
 
 /** Builds signal in bursts (a webhook storm): recount once the burst settles. */
 const DEBOUNCE = '500 milliseconds';
@@ -78,37 +85,46 @@ async function enforceLimits(input: FleetWorkflowInput): Promise<never> {
     await condition(() => dirty, (input.recountSeconds ?? 60) * 1000);
     await sleep(DEBOUNCE);
     dirty = false;
-    const snapshot = await fleetSnapshot();
-    // An eviction asked for is not yet visible on the cluster: count it as done, so that the same
-    // excess is not answered twice (once seen, or once the build is gone, forget it).
-    for (const [name, kind] of inFlight) {
-      const build = snapshot.find((b) => b.name === name);
-      const seen = kind === 'stop' ? ['stopped', 'stopping'] : ['undeploying'];
-      if (!build || seen.includes(build.status)) inFlight.delete(name);
+    let plan: FleetPlan;
+    const inWorker = patched(FLEET_PLAN_IN_WORKER);
+    if (inWorker) {
+      // Planned where the builds are known: only names cross into this history.
+      const result = await fleetPlan({ limits, inFlight: Object.fromEntries(inFlight) });
+      for (const name of result.settled) inFlight.delete(name);
+      plan = result;
+    } else {
+      const snapshot = await fleetSnapshot();
+      // An eviction asked for is not yet visible on the cluster: count it as done, so that the same
+      // excess is not answered twice (once seen, or once the build is gone, forget it).
+      for (const [name, kind] of inFlight) {
+        const build = snapshot.find((b) => b.name === name);
+        const seen = kind === 'stop' ? ['stopped', 'stopping'] : ['undeploying'];
+        if (!build || seen.includes(build.status)) inFlight.delete(name);
+      }
+      const counted = snapshot.map((build) => {
+        const kind = inFlight.get(build.name);
+        if (kind === 'undeploy') return { ...build, status: 'undeploying' as const };
+        if (kind === 'stop') return { ...build, status: 'stopping' as const };
+        return build;
+      });
+      plan = planEvictions(counted, limits);
     }
-    const counted = snapshot.map((build) => {
-      const kind = inFlight.get(build.name);
-      if (kind === 'undeploy') return { ...build, status: 'undeploying' as const };
-      if (kind === 'stop') return { ...build, status: 'stopping' as const };
-      return build;
-    });
-    const plan = planEvictions(counted, limits);
     for (const name of plan.stop) inFlight.set(name, 'stop');
     for (const name of plan.undeploy) inFlight.set(name, 'undeploy');
-    for (const name of plan.stop) {
+    const sends = [
+      ...plan.stop.map((name) => [name, 'stop'] as const),
+      ...plan.undeploy.map((name) => [name, 'undeploy'] as const),
+    ].map(([name, kind]) => async () => {
       await getExternalWorkflowHandle(name)
-        .signal(evictSignal, 'stop')
+        .signal(evictSignal, kind)
         .catch((error: unknown) =>
-          log.warn('stop not sent', { build: name, error: String(error) }),
+          log.warn(`${kind} not sent`, { build: name, error: String(error) }),
         );
-    }
-    for (const name of plan.undeploy) {
-      await getExternalWorkflowHandle(name)
-        .signal(evictSignal, 'undeploy')
-        .catch((error: unknown) =>
-          log.warn('undeploy not sent', { build: name, error: String(error) }),
-        );
-    }
+    });
+    // All at once (one workflow task, whatever the number); runs from before the patch sent one
+    // signal per task and replay them so.
+    if (inWorker) await Promise.all(sends.map((send) => send()));
+    else for (const send of sends) await send();
     if (plan.stop.length + plan.undeploy.length > 0) {
       log.info('evicting', { stop: plan.stop, undeploy: plan.undeploy, limits });
       // Look again soon: the evictions change the counts, and other builds may have come.

@@ -5,8 +5,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUILD_LABEL, type CommitInfo } from '../../domain/build.js';
-import { startUpdate } from '../../domain/messages.js';
+import { fleetWorkflowId, startUpdate } from '../../domain/messages.js';
 import { buildName } from '../../domain/names.js';
+
 import { createBuildEnv, type BuildEnv } from './build-env.js';
 import { eventually } from './helpers.js';
 
@@ -92,5 +93,34 @@ describe('the fleet', () => {
     expect(final.started.sort()).toEqual(others.slice(-2).map(buildName).sort());
     expect(final.names.length).toBeLessThanOrEqual(5);
     expect(final.names).toContain(buildName(sticky));
+  });
+
+  it('keeps the fleet out of its history: only the names it evicts come back from the worker', async () => {
+    const history = await env.client.workflow
+      .getHandle(fleetWorkflowId(env.temporal.buildsTaskQueue))
+      .fetchHistory();
+    const events = history.events ?? [];
+    const scheduled = events
+      .map((event) => event.activityTaskScheduledEventAttributes?.activityType?.name)
+      .filter(Boolean);
+    expect(scheduled).toContain('fleetPlan');
+    expect(scheduled).not.toContain('fleetSnapshot');
+    const results = events
+      .map((event) => event.activityTaskCompletedEventAttributes?.result?.payloads?.[0]?.data)
+      .filter((data): data is Uint8Array => data instanceof Uint8Array)
+      .map((data) => JSON.parse(Buffer.from(data).toString()) as Record<string, unknown>)
+      .filter((result) => 'settled' in result);
+    expect(results.length).toBeGreaterThan(0);
+    const evicted = new Set(
+      results.flatMap((r) => [...(r.stop as string[]), ...(r.undeploy as string[])]),
+    );
+    // 12 builds were deployed; 7 were undeployed and 2 stopped: nothing else crossed over.
+    expect(evicted.size).toBeLessThanOrEqual(9);
+    for (const result of results) {
+      expect(Object.keys(result).sort()).toEqual(['counts', 'settled', 'stop', 'undeploy']);
+      for (const name of result.settled as string[]) expect(evicted).toContain(name);
+    }
+    const largest = Math.max(...results.map((r) => JSON.stringify(r).length));
+    console.log(`fleet plan results: ${results.length}, largest ${largest} bytes`);
   });
 });
