@@ -124,7 +124,7 @@ async function main(): Promise<void> {
         })
       : undefined;
   // The fleet plans from the drift watcher's informer cache once it runs (it starts below).
-  let watcher: DeploymentWatcher | undefined;
+  const cache: { watcher?: DeploymentWatcher | undefined } = {};
   const activities = createActivities({
     kube,
     namespace: settings.RUNBOAT_BUILD_NAMESPACE,
@@ -145,7 +145,7 @@ async function main(): Promise<void> {
         .workflowId,
     notifyInitStarted: (workflowId) =>
       client.workflow.getHandle(workflowId).signal(initStartedSignal),
-    deploymentCache: () => watcher?.deployments(),
+    deploymentCache: () => cache.watcher?.deployments(),
   });
 
   // Build and fleet workflows both auto-upgrade: a running build moves to the current version at
@@ -196,7 +196,7 @@ async function main(): Promise<void> {
       }),
     );
   }
-  watcher = roles.has('builds')
+  const watcher = roles.has('builds')
     ? await startDeploymentWatcher({
         kube,
         namespace: settings.RUNBOAT_BUILD_NAMESPACE,
@@ -204,6 +204,7 @@ async function main(): Promise<void> {
         logger,
       })
     : undefined;
+  cache.watcher = watcher;
   if (watcher) registerBuildsGauge(registry, () => watcher.deployments());
   if (roles.has('builds')) {
     // One fleet per builds queue; a worker that starts with other limits hands them over.
