@@ -99,7 +99,17 @@ export type ImageBuildActivityDeps = Pick<ActivityDeps, 'kube' | 'namespace' | '
 
 /** What a claim of the record found. */
 type Claim =
-  { kind: 'owned' } | { kind: 'built'; job: string | null } | { kind: 'building'; job: string };
+  | { kind: 'owned' }
+  | { kind: 'built'; job: string | null }
+  | { kind: 'building'; job: string }
+  /** Claimed a moment ago: its Job is not created yet. */
+  | { kind: 'pending'; job: string };
+
+/**
+ * How long a record may say `building` for a Job that does not exist before it is taken over:
+ * its owner creates the Job right after the record, and releases the record if it cannot.
+ */
+export const PENDING_GRACE_MS = 120_000;
 
 /** Builds the image build activity. */
 export function createImageBuildActivities(deps: ImageBuildActivityDeps, jobs: BuildJobRunner) {
@@ -172,6 +182,10 @@ export function createImageBuildActivities(deps: ImageBuildActivityDeps, jobs: B
         const running = await readJob(owner);
         const end = running ? finished(running) : undefined;
         if (running && !end) return { kind: 'building', job: owner };
+        const claimedAt = Date.parse(data.updatedAt ?? '');
+        if (!running && Date.now() - claimedAt < PENDING_GRACE_MS) {
+          return { kind: 'pending', job: owner };
+        }
         if (end?.succeeded) {
           // Its build ended well but nobody recorded it (its worker went away).
           await replaceRecord(current, recordOf(ref, 'built', owner, data.build ?? ''));
@@ -289,6 +303,12 @@ export function createImageBuildActivities(deps: ImageBuildActivityDeps, jobs: B
             );
             return { succeeded: true, reason: null, ref, how: 'reused', jobName: found.job };
           }
+          if (found.kind === 'pending') {
+            // Its owner is about to create the Job: look again in a moment.
+            ctx.heartbeat({ waitingFor: found.job });
+            await new Promise((resolve) => setTimeout(resolve, 1000));
+            continue;
+          }
           if (found.kind === 'building') {
             log.info({ build: build.name, image: ref, job: found.job }, 'waiting for image build');
             const ended = await waitForJob(found.job);
@@ -297,9 +317,23 @@ export function createImageBuildActivities(deps: ImageBuildActivityDeps, jobs: B
             await keepJobLog(kube, namespace, build.name, 'build', ended);
             return { ...ended, ref, how: 'waited' };
           }
-          const rendered = await jobs.renderJob(build, config, 'build', job);
-          if (ctx.cancellationSignal.aborted) await ctx.cancelled;
-          const ended = await jobs.runBuildJob(build, 'build', rendered);
+          let ended: JobOutcome;
+          try {
+            const rendered = await jobs.renderJob(build, config, 'build', job);
+            if (ctx.cancellationSignal.aborted) await ctx.cancelled;
+            ended = await jobs.runBuildJob(build, 'build', rendered);
+          } catch (error) {
+            // Cancelled (a reset, an undeploy) or unable to run its Job: this build lets the
+            // image go, so that the next build of it takes it over at once. A retry of this
+            // attempt claims it again.
+            await recordEnd(ref, job, build.name, 'failed').catch((failure: unknown) =>
+              log.warn(
+                { build: build.name, image: ref, err: failure },
+                'image record not released',
+              ),
+            );
+            throw error;
+          }
           await recordEnd(ref, job, build.name, ended.succeeded ? 'built' : 'failed');
           return {
             succeeded: ended.succeeded,

@@ -32,42 +32,55 @@ const buildJobs = new Map<string, string>();
 const initJobs = new Map<string, string>();
 let stopWatching: () => void = () => undefined;
 
+/** The repos file; `slowFor` is how long the builds of acme/imageslow run. */
+function repos(slowFor: string): unknown[] {
+  return [
+    {
+      repo: 'acme/imaged',
+      branch: '.*',
+      builds: [
+        {
+          imageBuild: { registry: REGISTRY },
+          // Long enough to see `building` through the API.
+          templateVars: { buildPodAnnotations: { [RUN_FOR_ANNOTATION]: '2s' } },
+        },
+      ],
+    },
+    {
+      repo: 'acme/imagefail',
+      branch: '.*',
+      builds: [
+        {
+          imageBuild: { registry: REGISTRY, name: 'broken', dockerfile: 'docker/Dockerfile' },
+          templateVars: { buildPodLabels: { [OUTCOME_LABEL]: 'fail' } },
+        },
+      ],
+    },
+    {
+      repo: 'acme/imagewait',
+      branch: '.*',
+      builds: [
+        {
+          imageBuild: { registry: REGISTRY },
+          templateVars: { buildPodAnnotations: { [RUN_FOR_ANNOTATION]: '4s' } },
+        },
+      ],
+    },
+    {
+      repo: 'acme/imageslow',
+      branch: '.*',
+      builds: [
+        {
+          imageBuild: { registry: REGISTRY },
+          templateVars: { buildPodAnnotations: { [RUN_FOR_ANNOTATION]: slowFor } },
+        },
+      ],
+    },
+  ];
+}
+
 beforeAll(async () => {
-  env = await createBuildEnv({
-    repos: [
-      {
-        repo: 'acme/imaged',
-        branch: '.*',
-        builds: [
-          {
-            imageBuild: { registry: REGISTRY },
-            // Long enough to see `building` through the API.
-            templateVars: { buildPodAnnotations: { [RUN_FOR_ANNOTATION]: '2s' } },
-          },
-        ],
-      },
-      {
-        repo: 'acme/imagefail',
-        branch: '.*',
-        builds: [
-          {
-            imageBuild: { registry: REGISTRY, name: 'broken', dockerfile: 'docker/Dockerfile' },
-            templateVars: { buildPodLabels: { [OUTCOME_LABEL]: 'fail' } },
-          },
-        ],
-      },
-      {
-        repo: 'acme/imageslow',
-        branch: '.*',
-        builds: [
-          {
-            imageBuild: { registry: REGISTRY },
-            templateVars: { buildPodAnnotations: { [RUN_FOR_ANNOTATION]: '10m' } },
-          },
-        ],
-      },
-    ],
-  });
+  env = await createBuildEnv({ repos: repos('10m') });
   const dir = await mkdtemp(join(tmpdir(), 'runboat-image-build-'));
   // kwok runs no process: every pod of the namespace shows this as its log.
   await servePodLogs(env.kube.config, {
@@ -89,7 +102,8 @@ beforeAll(async () => {
     () => undefined,
   );
   stopWatching = () => controller.abort();
-  await env.startWorker();
+  // Two image build slots: two builds of one commit at once wait for one build Job.
+  await env.startWorker({ RUNBOAT_MAX_IMAGE_BUILDS: '2' });
   api = await spawnApi(
     {
       ...env.workerEnv,
@@ -221,6 +235,24 @@ describe('an image build', () => {
     expect(initJobs.get(`${name}-init-2`)).toBe(builtImage(first));
   });
 
+  it('runs once for two builds of one commit asked for at once: the second waits for it', async () => {
+    const branchBuild = env.commit('acme/imagewait', 'main');
+    const prBuild: CommitInfo = { ...branchBuild, pr: 9, headRepo: 'acme/imagewait' };
+    const names = [buildName(branchBuild), buildName(prBuild)];
+    await Promise.all([env.build(branchBuild), env.build(prBuild)]);
+    await Promise.all(names.map((name) => waitForApi(name, 'stopped')));
+    const jobs = names.flatMap(jobsOf);
+    expect(jobs).toHaveLength(1);
+    const image = builtImage(branchBuild, 'acme-imagewait');
+    for (const name of names) expect(initJobs.get(`${name}-init-1`)).toBe(image);
+    // Both keep the log of the one build Job.
+    for (const name of names) {
+      const log = await call('GET', `/api/v1/builds/${name}/build-log`);
+      expect(log.text).toMatch(new RegExp(`^# ${jobs[0]}: succeeded`));
+      expect(log.text).toContain(BUILDER_LINE);
+    }
+  });
+
   it('that fails ends failed with the reason and its log; the init never runs', async () => {
     const commit = env.commit('acme/imagefail', 'feature/x');
     const name = buildName(commit);
@@ -254,8 +286,11 @@ describe('an image build', () => {
     );
   });
 
+  let slow: CommitInfo;
+
   it('is ended by an undeploy while it builds: the build Job is deleted, the build is gone', async () => {
-    const commit = env.commit('acme/imageslow', 'main');
+    slow = env.commit('acme/imageslow', 'main');
+    const commit = slow;
     const name = buildName(commit);
     await env.build(commit);
     await waitForApi(name, 'building');
@@ -270,5 +305,27 @@ describe('an image build', () => {
     console.log(`undeployed while building in ${Date.now() - asked} ms`);
     expect(await jobExists(`${name}-build-1`)).toBe(false);
     expect([...initJobs.keys()].filter((job) => job.startsWith(name))).toEqual([]);
+  });
+
+  it('let go by a build undeployed while building, is built by the next build of its commit', async () => {
+    const gone = imageRecordName(builtImage(slow, 'acme-imageslow'));
+    const left = await env.kube.core.readNamespacedConfigMap({
+      name: gone,
+      namespace: env.namespace,
+    });
+    // Released when its build was undeployed: the next build takes it over at once.
+    expect(left.data).toMatchObject({ state: 'failed', job: `${buildName(slow)}-build-1` });
+    await env.writeRepos(repos('1s'));
+    const pr: CommitInfo = { ...slow, pr: 11, headRepo: 'acme/imageslow' };
+    const name = buildName(pr);
+    await env.build(pr);
+    await waitForApi(name, 'stopped');
+    expect(jobsOf(name)).toEqual([`${name}-build-1`]);
+    expect(initJobs.get(`${name}-init-1`)).toBe(builtImage(slow, 'acme-imageslow'));
+    const record = await env.kube.core.readNamespacedConfigMap({
+      name: gone,
+      namespace: env.namespace,
+    });
+    expect(record.data).toMatchObject({ state: 'built', job: `${name}-build-1` });
   });
 });
