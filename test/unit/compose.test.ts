@@ -75,7 +75,7 @@ describe('docker-compose.yml', () => {
     });
     expect(services.api?.command).toEqual(['api']);
     expect(services['builds-worker']?.command).toEqual(['worker', 'builds']);
-    expect(services['init-worker']?.command).toEqual(['worker', 'init']);
+    expect(services['init-worker']?.command).toEqual(['worker', 'init,image-build']);
     // `--scale init-worker=N` needs no fixed container name and no published port.
     expect(services['init-worker']?.container_name).toBeUndefined();
     expect(services['init-worker']?.ports).toBeUndefined();

@@ -137,7 +137,7 @@ describe('the Kubernetes base (deploy/)', () => {
     const api = deployments.find((d) => d.metadata.name === 'runboat-api');
     expect(podSpec(api!).containers[0]?.readinessProbe).toBeDefined();
     const roles = deployments.map((d) => podSpec(d).containers[0]?.args?.join(' ')).sort();
-    expect(roles).toEqual(['api', 'worker builds', 'worker init']);
+    expect(roles).toEqual(['api', 'worker builds', 'worker init,image-build']);
   });
 
   it('sets only RUNBOAT_* variables the settings know, with values they accept', () => {
