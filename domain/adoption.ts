@@ -21,8 +21,8 @@ function highestGeneration(build: string, infix: string, jobNames: readonly stri
 }
 
 /**
- * The state an adopting workflow starts from. An init still running keeps its generation, so the
- * workflow's init activity adopts that Job instead of creating another.
+ * The state an adopting workflow starts from. An init (or image build) still running keeps its
+ * generation, so the workflow's activity adopts that Job instead of creating another.
  */
 export function adoptedState(deployment: DeploymentLike, jobNames: readonly string[]): BuildState {
   const view = buildView(deployment, '');
@@ -31,6 +31,7 @@ export function adoptedState(deployment: DeploymentLike, jobNames: readonly stri
   const initStatus = (deployment.metadata?.annotations?.[annotations.initStatus] ??
     'todo') as InitStatus;
   const initJobs = highestGeneration(name, 'init', jobNames);
+  const buildJobs = highestGeneration(name, 'build', jobNames);
   return {
     name,
     slug: buildSlug(commit),
@@ -39,6 +40,8 @@ export function adoptedState(deployment: DeploymentLike, jobNames: readonly stri
     initStatus,
     initGeneration: view.status === 'initializing' ? Math.max(0, initJobs - 1) : initJobs,
     cleanupGeneration: highestGeneration(name, 'cleanup', jobNames),
+    // An image build under way keeps its generation too: the build activity adopts its Job.
+    buildGeneration: view.status === 'building' ? Math.max(0, buildJobs - 1) : buildJobs,
     failureReason: view.failure_reason,
     lastScaled: view.last_scaled,
     deployLink: '',
