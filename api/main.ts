@@ -51,7 +51,14 @@ async function main(): Promise<void> {
   const workers = createWorkerStatus({
     client,
     namespace: temporal.namespace,
-    queues: { builds: temporal.buildsTaskQueue, init: temporal.initTaskQueue },
+    queues: {
+      builds: temporal.buildsTaskQueue,
+      init: temporal.initTaskQueue,
+      // Watched once a repo entry builds an image (at start): otherwise nobody need poll it.
+      ...(settings.repos.some((entry) => entry.builds[0]?.imageBuild)
+        ? { 'image-build': temporal.imageBuildTaskQueue }
+        : {}),
+    },
   });
   await index.start();
   const reposFile = settings.RUNBOAT_REPOS_FILE;

@@ -1,13 +1,14 @@
 /**
  * Whether workers poll the task queues of the builds, from Temporal's task queue description.
  * With no worker on the builds queue nothing is deployed, with none on the init queue nothing
- * is initialized: Temporal keeps the work queued and says nothing, so the API and the UI say it
- * (README, "The API").
+ * is initialized, with none on the image build queue (reported once a repo entry builds images)
+ * builds stay `building`: Temporal keeps the work queued and says nothing, so the API and the UI
+ * say it (README, "The API").
  */
 import type { Client } from '@temporalio/client';
 
 /** A role of the workers, by the task queue it polls. */
-export type QueueRole = 'builds' | 'init';
+export type QueueRole = 'builds' | 'init' | 'image-build';
 
 /** One poller of a task queue, as Temporal reports it. */
 export interface QueuePoller {
@@ -42,7 +43,8 @@ export interface WorkerStatus {
 export interface WorkerStatusOptions {
   client: Client;
   namespace: string;
-  queues: Record<QueueRole, string>;
+  /** The queues to report; `image-build` only when some repo entry builds an image. */
+  queues: Record<'builds' | 'init', string> & { 'image-build'?: string };
   /** How long an answer is reused. */
   cacheMs?: number;
   /**
@@ -65,12 +67,16 @@ const TASK_QUEUE_TYPE_ACTIVITY = 2;
 const taskTypes: Record<QueueRole, number> = {
   builds: TASK_QUEUE_TYPE_WORKFLOW,
   init: TASK_QUEUE_TYPE_ACTIVITY,
+  'image-build': TASK_QUEUE_TYPE_ACTIVITY,
 };
 
 /** The banner line of a queue nobody polls. */
 export function noWorkerWarning(role: QueueRole, taskQueue: string): string {
-  const stalled =
-    role === 'builds' ? 'nothing is deployed, started or stopped' : 'no build is initialized';
+  const stalled = {
+    builds: 'nothing is deployed, started or stopped',
+    init: 'no build is initialized',
+    'image-build': 'no image is built: builds with an image build stay building',
+  }[role];
   return `No worker is polling the ${role} task queue “${taskQueue}”: changes are queued until a worker runs (${stalled}).`;
 }
 
@@ -93,7 +99,7 @@ export function createWorkerStatus(options: WorkerStatusOptions): () => Promise<
   let cached: { at: number; status: Promise<WorkerStatus> } | undefined;
 
   const describe = async (role: QueueRole): Promise<QueueReport> => {
-    const taskQueue = options.queues[role];
+    const taskQueue = options.queues[role] ?? '';
     const response = await options.client.connection.withDeadline(now() + timeoutMs, () =>
       options.client.workflowService.describeTaskQueue({
         namespace: options.namespace,
@@ -131,7 +137,7 @@ export function createWorkerStatus(options: WorkerStatusOptions): () => Promise<
         error: reason,
         queues: roles.map((role) => ({
           role,
-          task_queue: options.queues[role],
+          task_queue: options.queues[role] ?? '',
           polling: null,
           pollers: [],
         })),

@@ -64,6 +64,29 @@ describe('the worker status', () => {
     });
   });
 
+  it('reports the image build queue when asked to (a repo entry builds images)', async () => {
+    const { client, calls } = describingClient({
+      'runboat-builds/1': [{ identity: 'worker-a', lastMs: NOW - 5_000 }],
+      'runboat-init/2': [{ identity: 'worker-a', lastMs: NOW - 5_000 }],
+    });
+    const status = await createWorkerStatus({
+      client,
+      namespace: 'default',
+      queues: { ...queues, 'image-build': 'runboat-image-build' },
+      now: () => NOW,
+    })();
+    // Its pollers run activities only, like init's.
+    expect(calls).toContain('runboat-image-build/2');
+    expect(status.queues.map((queue) => [queue.role, queue.polling])).toEqual([
+      ['builds', true],
+      ['init', true],
+      ['image-build', false],
+    ]);
+    expect(status.warnings).toEqual([
+      'No worker is polling the image-build task queue “runboat-image-build”: changes are queued until a worker runs (no image is built: builds with an image build stay building).',
+    ]);
+  });
+
   it('asks Temporal at most once per cache period', async () => {
     let now = NOW;
     const { client, calls } = describingClient({});
