@@ -106,7 +106,14 @@ function granted(role: string): string[] {
 
 beforeAll(async () => {
   env = await createBuildEnv({
-    repos: [{ repo: 'acme/.*', branch: '.*', builds: [{ image: 'ghcr.io/acme/odoo:16.0' }] }],
+    repos: [
+      {
+        repo: 'acme/imaged',
+        branch: '.*',
+        builds: [{ imageBuild: { registry: 'registry.test/previews' } }],
+      },
+      { repo: 'acme/.*', branch: '.*', builds: [{ image: 'ghcr.io/acme/odoo:16.0' }] },
+    ],
   });
   dir = await mkdtemp(join(tmpdir(), 'runboat-rbac-'));
   systemNamespace = await createTestNamespace(env.kube.core, 'runboat');
@@ -309,6 +316,24 @@ describe('least-privilege RBAC (deploy/) on a cluster that enforces it', () => {
     // `kubectl delete` by hand: the finalizer holds it until the workflow cleaned up.
     await adminKubectl('-n', env.namespace, 'delete', `deployment/${name}`, '--wait=false');
     await eventually(async () => expect(await env.deployment(name)).toBeUndefined(), 60_000);
+  });
+
+  it('builds an image once for two builds of its commit, with those permissions only', async () => {
+    const branch = env.commit('acme/imaged', 'main');
+    const pr = { ...branch, pr: 3, headRepo: 'acme/imaged' };
+    await env.build(branch);
+    await env.waitForStatus(buildName(branch), 'stopped');
+    // The second build reads the image record the first wrote (create, get, update).
+    await env.build(pr);
+    await env.waitForStatus(buildName(pr), 'stopped');
+    const jobs = await env.kube.batch.listNamespacedJob({
+      namespace: env.namespace,
+      labelSelector: 'runboat/job-kind=build',
+    });
+    expect(jobs.items.map((job) => job.metadata?.name)).toEqual([`${buildName(branch)}-build-1`]);
+    const buildLog = await call('GET', `/api/v1/builds/${buildName(pr)}/build-log`);
+    expect(buildLog.status).toBe(200);
+    expect(buildLog.text).toContain('was built before');
   });
 
   it('logged no refusal by the Kubernetes API', async () => {
