@@ -50,6 +50,7 @@ import type { Logger } from '../lib/logger.js';
 import { findRepoConfig, type RepoConfig } from '../lib/settings.js';
 import { buildView } from '../domain/build-view.js';
 import { createFleetActivities } from './fleet.js';
+import { createInitSlotsActivities } from './init-slots.js';
 import { createImageBuildActivities, resolveImageBuild } from './image-build.js';
 import {
   jobName,
@@ -94,6 +95,10 @@ export interface ActivityDeps {
    * (the fleet then lists them).
    */
   deploymentCache?: () => readonly V1Deployment[] | undefined;
+  /** Asks the init slots workflow for a slot for a build (signal-with-start). */
+  requestInitSlot: (build: string, ticket: number, force: boolean) => Promise<void>;
+  /** Whether the workflow with this id runs (false when it ended or does not exist). */
+  workflowRunning: (workflowId: string) => Promise<boolean>;
 }
 
 /** Failure types the workflow matches on (never by class across the sandbox). */
@@ -421,6 +426,7 @@ export function createActivities(deps: ActivityDeps) {
 
   return {
     ...createFleetActivities(deps),
+    ...createInitSlotsActivities(deps),
     ...createImageBuildActivities(deps, { renderJob, runBuildJob, guard }),
 
     /** Finds the repo's build configuration; an unsupported repo or branch is non-retryable. */

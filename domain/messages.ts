@@ -112,6 +112,54 @@ export const fleetLimitsSignal = defineSignal<[FleetLimits]>('fleetLimits');
  */
 export const evictSignal = defineSignal<['stop' | 'undeploy' | 'supersede']>('evict');
 
+/** Input of `initSlotsWorkflow`: the global init limit, and its state across continue-as-new. */
+export interface InitSlotsInput {
+  /** Init Jobs at most, across every init worker (`RUNBOAT_MAX_INITIALIZING`). */
+  limit: number;
+  /** Builds holding a slot. */
+  holders?: InitSlotTicket[];
+  /** Builds waiting for a slot, first come first served. */
+  waiting?: InitSlotTicket[];
+  /** Seconds between two checks that the holders' workflows still run (default 60). */
+  checkSeconds?: number;
+}
+
+/**
+ * One request for a slot: the build and the number of its request, so that a grant that crossed
+ * a release on the way is not taken for the grant of a later request.
+ */
+export interface InitSlotTicket {
+  build: string;
+  ticket: number;
+}
+
+/** What the init slots hold now. */
+export interface InitSlotsState {
+  limit: number;
+  holders: string[];
+  waiting: string[];
+}
+
+/**
+ * A build asks for an init slot; `force` takes one at once, above the limit if need be (an init
+ * adopted while its Job already runs).
+ */
+export const initSlotRequestSignal =
+  defineSignal<[InitSlotTicket & { force?: boolean }]>('initSlotRequest');
+/** A build gives its slot back (its init ended, or it stopped waiting). */
+export const initSlotReleaseSignal = defineSignal<[string]>('initSlotRelease');
+/** A new global init limit, from a worker that starts with other settings. */
+export const initSlotsLimitSignal = defineSignal<[number]>('initSlotsLimit');
+/** The slots' state: limit, holders, waiting. */
+export const initSlotsQuery = defineQuery<InitSlotsState>('initSlots');
+/** Sent to a build workflow: its init may run now (the ticket of the request granted). */
+export const initSlotGrantedSignal = defineSignal<[number]>('initSlotGranted');
+
+/** Id of the init slots workflow of an init task queue (one global init limit per queue). */
+export function initSlotsWorkflowId(initTaskQueue: string): string {
+  return `runboat-init-slots-${initTaskQueue}`;
+}
+
 /** Id of the fleet workflow of a builds task queue (one fleet per deployment of runboat). */
 export function fleetWorkflowId(buildsTaskQueue: string): string {
   return `runboat-fleet-${buildsTaskQueue}`;

@@ -185,7 +185,10 @@ const envSchema = z.object({
     .default('builds,init,image-build')
     .transform((value) => value.split(',').map((role) => role.trim()))
     .pipe(z.array(z.enum(['builds', 'init', 'image-build'])).min(1)),
-  /** Init slots of this worker: the number of init Jobs it runs at once. */
+  /**
+   * Init Jobs running at once in the whole system, whatever the number of init workers (the init
+   * slots workflow); also each init worker's own activity slots.
+   */
   RUNBOAT_MAX_INITIALIZING: positiveInt.default(2),
   /** Image build slots of this worker: the number of build Jobs it runs at once. */
   RUNBOAT_MAX_IMAGE_BUILDS: positiveInt.default(1),

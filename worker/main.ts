@@ -20,8 +20,16 @@ import {
   type WorkerDeploymentOptions,
 } from '@temporalio/worker';
 import { collectDefaultMetrics, Registry } from 'prom-client';
+import { WorkflowNotFoundError } from '@temporalio/client';
 import { createActivities } from '../activities/index.js';
-import { fleetLimitsSignal, fleetWorkflowId, initStartedSignal } from '../domain/messages.js';
+import {
+  fleetLimitsSignal,
+  fleetWorkflowId,
+  initSlotRequestSignal,
+  initSlotsLimitSignal,
+  initSlotsWorkflowId,
+  initStartedSignal,
+} from '../domain/messages.js';
 import { createBuildMetrics, registerBuildsGauge } from '../lib/build-metrics.js';
 import { createGitHubClient } from '../lib/github.js';
 import { createKubeClients } from '../lib/kube.js';
@@ -123,6 +131,11 @@ async function main(): Promise<void> {
           token: settings.RUNBOAT_GITHUB_TOKEN,
         })
       : undefined;
+  // One init limit for every init worker: a slots workflow per init task queue (docs/architecture.md).
+  const initSlots = {
+    workflowId: initSlotsWorkflowId(settings.RUNBOAT_INIT_TASK_QUEUE),
+    limit: settings.RUNBOAT_MAX_INITIALIZING,
+  };
   // The fleet plans from the drift watcher's informer cache once it runs (it starts below).
   const cache: { watcher?: DeploymentWatcher | undefined } = {};
   const activities = createActivities({
@@ -146,6 +159,24 @@ async function main(): Promise<void> {
     notifyInitStarted: (workflowId) =>
       client.workflow.getHandle(workflowId).signal(initStartedSignal),
     deploymentCache: () => cache.watcher?.deployments(),
+    requestInitSlot: async (build, ticket, force) => {
+      await client.workflow.signalWithStart('initSlotsWorkflow', {
+        workflowId: initSlots.workflowId,
+        taskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
+        args: [{ limit: initSlots.limit }],
+        signal: initSlotRequestSignal,
+        signalArgs: [{ build, ticket, force }],
+      });
+    },
+    workflowRunning: async (workflowId) => {
+      try {
+        const { status } = await client.workflow.getHandle(workflowId).describe();
+        return status.name === 'RUNNING';
+      } catch (error) {
+        if (error instanceof WorkflowNotFoundError) return false;
+        throw error;
+      }
+    },
   });
 
   // Build and fleet workflows both auto-upgrade: a running build moves to the current version at
@@ -206,6 +237,16 @@ async function main(): Promise<void> {
     : undefined;
   cache.watcher = watcher;
   if (watcher) registerBuildsGauge(registry, () => watcher.deployments());
+  if (roles.has('builds')) {
+    // The global init limit; a worker that starts with another limit hands it over.
+    await client.workflow.signalWithStart('initSlotsWorkflow', {
+      workflowId: initSlots.workflowId,
+      taskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
+      args: [{ limit: initSlots.limit }],
+      signal: initSlotsLimitSignal,
+      signalArgs: [initSlots.limit],
+    });
+  }
   if (roles.has('builds')) {
     // One fleet per builds queue; a worker that starts with other limits hands them over.
     const limits = {

@@ -13,6 +13,7 @@ import {
   getExternalWorkflowHandle,
   isCancellation,
   log,
+  patched,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
@@ -28,6 +29,9 @@ import {
   driftSignal,
   evictSignal,
   fleetChangedSignal,
+  initSlotGrantedSignal,
+  initSlotReleaseSignal,
+  initSlotsWorkflowId,
   initStartedSignal,
   INVALID_TRANSITION,
   resetUpdate,
@@ -88,6 +92,12 @@ const statuses = proxyActivities<BuildActivities>({
   retry: { initialInterval: '1s', maximumAttempts: 5 },
 });
 
+/**
+ * Patch: an init waits for a slot of the global init limit (workflows/init-slots-workflow.ts);
+ * runs from before it relied on the init workers' own slots (docs/upgrades.md).
+ */
+const GLOBAL_INIT_LIMIT = 'global-init-limit';
+
 type ActionKind = 'start' | 'stop' | 'reset' | 'undeploy';
 
 interface Action {
@@ -122,6 +132,8 @@ class Build {
   private config: ResolvedBuild | undefined;
   private readonly actions: Action[] = [];
   private readonly init: BuildActivities;
+  /** The ticket of the last init slot granted (see `awaitInitSlot`). */
+  private grantedTicket: number | null = null;
   private readonly imageBuilder: BuildActivities;
 
   constructor(private readonly input: BuildWorkflowInput) {
@@ -189,6 +201,9 @@ class Build {
         validator: () => this.validate(kind),
       });
     }
+    setHandler(initSlotGrantedSignal, (ticket) => {
+      this.grantedTicket = ticket;
+    });
     setHandler(initStartedSignal, () => {
       if (this.state.status === 'todo') {
         this.state.initStatus = 'started';
@@ -449,28 +464,61 @@ class Build {
     if (config.imageBuild && this.state.status !== 'initializing') {
       if (!(await this.buildImage(config))) return;
     }
-    const generation = ++this.state.initGeneration;
-    const scope = new CancellationScope();
-    const running = scope.run(() => this.init.initialize(this.ref, config, generation));
-    const interrupted = condition(() => this.pendingOf('reset', 'undeploy'));
-    const outcome = await Promise.race([
-      running.then(
-        (result) => ({ result }),
-        (error: unknown) => ({ error }),
-      ),
-      interrupted.then(() => undefined),
-    ]);
-    if (outcome === undefined) {
-      scope.cancel();
-      await running.catch(() => undefined);
-      await short.killJobs(this.state.name, 'initialize');
-      return;
+    const limited = patched(GLOBAL_INIT_LIMIT);
+    if (limited && !(await this.awaitInitSlot())) return;
+    try {
+      const generation = ++this.state.initGeneration;
+      const scope = new CancellationScope();
+      const running = scope.run(() => this.init.initialize(this.ref, config, generation));
+      const interrupted = condition(() => this.pendingOf('reset', 'undeploy'));
+      const outcome = await Promise.race([
+        running.then(
+          (result) => ({ result }),
+          (error: unknown) => ({ error }),
+        ),
+        interrupted.then(() => undefined),
+      ]);
+      if (outcome === undefined) {
+        scope.cancel();
+        await running.catch(() => undefined);
+        await short.killJobs(this.state.name, 'initialize');
+        return;
+      }
+      if ('error' in outcome) {
+        await this.initEnded(false, failureReason(outcome.error));
+        return;
+      }
+      await this.initEnded(outcome.result.succeeded, outcome.result.reason);
+    } finally {
+      if (limited) await this.releaseInitSlot();
     }
-    if ('error' in outcome) {
-      await this.initEnded(false, failureReason(outcome.error));
-      return;
-    }
-    await this.initEnded(outcome.result.succeeded, outcome.result.reason);
+  }
+
+  /**
+   * Waits for a slot of the global init limit, unless a reset or an undeploy comes first (then
+   * the request is withdrawn). An init adopted while its Job runs takes its slot at once. True
+   * once granted.
+   */
+  private async awaitInitSlot(): Promise<boolean> {
+    const ticket = this.state.initGeneration + 1;
+    const adopted = this.state.status === 'initializing';
+    await local.requestInitSlot(this.state.name, ticket, adopted);
+    await condition(() => this.grantedTicket === ticket || this.pendingOf('reset', 'undeploy'));
+    if (this.grantedTicket === ticket) return true;
+    await this.releaseInitSlot();
+    return false;
+  }
+
+  /** Gives the init slot back (or withdraws the request); the slots may be gone: no matter. */
+  private async releaseInitSlot(): Promise<void> {
+    const id = initSlotsWorkflowId(this.input.initTaskQueue ?? defaultTaskQueues.init);
+    await CancellationScope.nonCancellable(async () => {
+      try {
+        await getExternalWorkflowHandle(id).signal(initSlotReleaseSignal, this.state.name);
+      } catch (error) {
+        log.warn('init slot not released', { build: this.state.name, error: String(error) });
+      }
+    });
   }
 
   /**

@@ -1,3 +1,4 @@
 /** Every workflow, for the worker's bundler. */
 export { buildWorkflow } from './build-workflow.js';
 export { fleetWorkflow } from './fleet-workflow.js';
+export { initSlotsWorkflow } from './init-slots-workflow.js';

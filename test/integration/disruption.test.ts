@@ -31,7 +31,8 @@ beforeAll(async () => {
       },
     ],
   });
-  // Two processes share the init queue: 2 slots here, 1 in an init-only worker.
+  // Two processes share the init queue: 2 slots here, 1 in an init-only worker; the global
+  // limit is 2 (RUNBOAT_MAX_INITIALIZING of the builds worker, which starts the init slots).
   await env.startWorker({ RUNBOAT_MAX_INITIALIZING: '2' });
   await env.startWorker({ RUNBOAT_MAX_INITIALIZING: '1', RUNBOAT_WORKER_ROLES: 'init' });
 });
@@ -41,13 +42,13 @@ afterAll(async () => {
 });
 
 describe('disruptions', () => {
-  it('never runs more init Jobs than the init slots of all workers together (2 + 1)', async () => {
+  it('never runs more init Jobs than the global limit (2), though the workers have 2 + 1 slots', async () => {
     const observer = await observeInitJobs(env);
     try {
       const commits = Array.from({ length: 9 }, (_, i) => env.commit('acme/shop', `slots-${i}`));
       await Promise.all(commits.map((commit) => env.build(commit)));
       for (const commit of commits) await env.waitForStatus(buildName(commit), 'stopped', 120_000);
-      expect(observer.peak).toBe(3);
+      expect(observer.peak).toBe(2);
     } finally {
       observer.stop();
     }
