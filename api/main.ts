@@ -7,7 +7,7 @@ import { createGitHubClient } from '../lib/github.js';
 import { createBuildLogs } from '../lib/build-logs.js';
 import { createKubeClients } from '../lib/kube.js';
 import { createLogger } from '../lib/logger.js';
-import { loadReposFile, loadSettings, SettingsError } from '../lib/settings.js';
+import { loadSettings, reposFileReader, SettingsError } from '../lib/settings.js';
 import { connectClient, temporalConnectionOptions } from '../lib/temporal.js';
 import { createApp } from './app.js';
 import { BuildIndex } from './build-index.js';
@@ -62,7 +62,9 @@ async function main(): Promise<void> {
   });
   await index.start();
   const reposFile = settings.RUNBOAT_REPOS_FILE;
-  const repos = () => (reposFile ? loadReposFile(reposFile) : settings.repos);
+  const repos = reposFile
+    ? reposFileReader(reposFile, settings.repos, (message) => logger.error(message))
+    : () => settings.repos;
   const github =
     settings.RUNBOAT_GITHUB_TOKEN || process.env.RUNBOAT_GITHUB_API_URL
       ? createGitHubClient({

@@ -212,7 +212,7 @@ export function configurationMarkdown(settingsSource: string): string {
     '',
     '## The repos file',
     '',
-    '`RUNBOAT_REPOS_FILE` names a YAML file: a list of entries. For a commit of a repo and a target branch, the first entry whose `repo` and `branch` patterns both match the whole name is used (`.` matches line breaks too); a repo or branch no entry matches gets no build. The file is read again at each build resolution, so a `reset` picks up an edit; an invalid file stops the process at start with the path and field in the message. An example: [`examples/repos.yaml`](../examples/repos.yaml).',
+    '`RUNBOAT_REPOS_FILE` names a YAML file: a list of entries. For a commit of a repo and a target branch, the first entry whose `repo` and `branch` patterns both match the whole name is used (`.` matches line breaks too); a repo or branch no entry matches gets no build. The file is read again when it changed, at each build resolution and each webhook, so a `reset` picks up an edit; an invalid file stops the process at start with the path and field in the message, and a bad edit while the processes run keeps the last good configuration and is logged as an error (once per edit) naming the path and field. An example: [`examples/repos.yaml`](../examples/repos.yaml).',
     '',
     '### An entry',
     '',

@@ -4,7 +4,7 @@
  * come only from the environment (or files it names) and are never logged.
  * docs/configuration.md is generated from this schema and its comments: `npm run docs:config`.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 
@@ -319,6 +319,45 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
 }
 
 /**
+ * The repos file as it is now, for processes that read it at each use (a reset picks up an edit):
+ * read again only when the file changed (its mtime, size or inode), and a bad edit keeps the last
+ * good configuration, reported once through `onError` (docs/configuration.md).
+ */
+export function reposFileReader(
+  path: string,
+  initial: RepoConfig[],
+  onError: (message: string) => void,
+): () => RepoConfig[] {
+  let current = initial;
+  let signature: string | undefined;
+  const changed = (): boolean => {
+    let next: string;
+    try {
+      const stat = statSync(path);
+      next = `${stat.mtimeMs}:${stat.size}:${stat.ino}`;
+    } catch (error) {
+      next = `missing:${(error as Error).message}`;
+    }
+    if (next === signature) return false;
+    signature = next;
+    return true;
+  };
+  changed();
+  return () => {
+    if (!changed()) return current;
+    try {
+      current = loadReposFile(path);
+    } catch (error) {
+      onError(`${(error as Error).message}; keeping the last good configuration`);
+    }
+    return current;
+  };
+}
+
+/** Each entry's patterns, compiled once. */
+const compiled = new WeakMap<RepoConfig, { repo: RegExp; branch: RegExp }>();
+
+/**
  * The first repo entry whose patterns match the whole repo and branch, if any. `.` matches any
  * character, line breaks included, so that `.*` means every branch.
  */
@@ -327,9 +366,15 @@ export function findRepoConfig(
   repo: string,
   branch: string,
 ): RepoConfig | undefined {
-  return repos.find(
-    (entry) =>
-      new RegExp(`^(?:${entry.repo})$`, 'is').test(repo) &&
-      new RegExp(`^(?:${entry.branch})$`, 's').test(branch),
-  );
+  return repos.find((entry) => {
+    let patterns = compiled.get(entry);
+    if (!patterns) {
+      patterns = {
+        repo: new RegExp(`^(?:${entry.repo})$`, 'is'),
+        branch: new RegExp(`^(?:${entry.branch})$`, 's'),
+      };
+      compiled.set(entry, patterns);
+    }
+    return patterns.repo.test(repo) && patterns.branch.test(branch);
+  });
 }

@@ -34,7 +34,7 @@ import { createBuildMetrics, registerBuildsGauge } from '../lib/build-metrics.js
 import { createGitHubClient } from '../lib/github.js';
 import { createKubeClients } from '../lib/kube.js';
 import { createLogger } from '../lib/logger.js';
-import { loadReposFile, loadSettings, SettingsError } from '../lib/settings.js';
+import { loadSettings, reposFileReader, SettingsError } from '../lib/settings.js';
 import { connectClient, ensureBuild, temporalConnectionOptions } from '../lib/temporal.js';
 import { workerVersion } from '../lib/worker-version.js';
 import { startAdopter } from '../watcher/adopter.js';
@@ -144,7 +144,9 @@ async function main(): Promise<void> {
     buildDomain: settings.RUNBOAT_BUILD_DOMAIN,
     baseUrl: settings.RUNBOAT_BASE_URL,
     // Read anew at each resolution so that a redeploy picks up an edited repos file.
-    repos: () => (reposFile ? loadReposFile(reposFile) : settings.repos),
+    repos: reposFile
+      ? reposFileReader(reposFile, settings.repos, (message) => logger.error(message))
+      : () => settings.repos,
     reposDir: settings.reposDir,
     secrets: process.env,
     github,

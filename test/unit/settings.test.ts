@@ -1,10 +1,12 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rename, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   findRepoConfig,
+  loadReposFile,
   loadSettings,
+  reposFileReader,
   SettingsError,
   type RepoConfig,
 } from '../../lib/settings.js';
@@ -101,5 +103,41 @@ describe('findRepoConfig', () => {
 
   it('lets .* match any branch, line breaks included', () => {
     expect(findRepoConfig(repos, 'acme/shop', 'a\nb')?.builds[0]?.image).toBe('b');
+  });
+});
+
+describe('the repos file as the processes read it', () => {
+  const entry = (image: string) =>
+    `- repo: acme/shop\n  branch: main\n  builds:\n    - image: ${image}\n`;
+
+  it('picks up an edit, keeps the last good configuration after a bad one and says why', async () => {
+    const path = await reposFile(entry('odoo:16.0'));
+    const errors: string[] = [];
+    const read = reposFileReader(path, loadReposFile(path), (message) => errors.push(message));
+    expect(read()[0]?.builds[0]?.image).toBe('odoo:16.0');
+    // Unchanged: the same configuration, not read again.
+    expect(read()).toBe(read());
+
+    // Written as editors do (a new file renamed over the old one), then half-written.
+    await writeFile(`${path}.new`, entry('odoo:17.0'));
+    await rename(`${path}.new`, path);
+    expect(read()[0]?.builds[0]?.image).toBe('odoo:17.0');
+    await writeFile(path, '- repo: acme/shop\n  branch: [unclosed\n');
+    expect(read()[0]?.builds[0]?.image).toBe('odoo:17.0');
+    expect(errors).toEqual([expect.stringMatching(/not valid YAML[^]*keeping the last good/)]);
+    // Reported once per bad edit, not at every read.
+    read();
+    expect(errors).toHaveLength(1);
+
+    await writeFile(path, '- repo: acme/shop\n  branch: main\n  builds: []\n');
+    expect(read()[0]?.builds[0]?.image).toBe('odoo:17.0');
+    expect(errors[1]).toMatch(/0\.builds.*keeping the last good/);
+    await unlink(path);
+    expect(read()[0]?.builds[0]?.image).toBe('odoo:17.0');
+    expect(errors[2]).toMatch(/ENOENT.*keeping the last good/);
+
+    await writeFile(path, entry('odoo:18.0'));
+    expect(read()[0]?.builds[0]?.image).toBe('odoo:18.0');
+    expect(errors).toHaveLength(3);
   });
 });
