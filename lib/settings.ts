@@ -192,6 +192,12 @@ const envSchema = z.object({
   RUNBOAT_MAX_INITIALIZING: positiveInt.default(2),
   /** Image build slots of this worker: the number of build Jobs it runs at once. */
   RUNBOAT_MAX_IMAGE_BUILDS: positiveInt.default(1),
+  /**
+   * Workflows a builds worker keeps in memory between their tasks (Temporal's sticky cache); the
+   * others replay their history at their next task. Bounds the worker's memory, whatever the
+   * number of builds.
+   */
+  RUNBOAT_MAX_CACHED_WORKFLOWS: positiveInt.min(2).default(250),
   /** Started builds at most; one more stops the least recently scaled started build. */
   RUNBOAT_MAX_STARTED: positiveInt.default(6),
   /** Deployed builds at most; beyond, the oldest stopped or failed ones are undeployed. */

@@ -207,6 +207,9 @@ async function main(): Promise<void> {
       await Worker.create({
         ...common,
         taskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
+        // Builds are idle for days: a bounded cache keeps the worker's memory flat with the
+        // number of builds; an evicted build replays its short history at its next task.
+        maxCachedWorkflows: settings.RUNBOAT_MAX_CACHED_WORKFLOWS,
         ...code,
       }),
     );
