@@ -54,3 +54,27 @@ export function buildSlug(commit: CommitInfo): string {
   const cut = head.slice(0, room).replace(/-+$/, '');
   return `${cut}-${hash}-${tail}`;
 }
+
+/**
+ * One line that tells a build apart, for the Temporal UI (the workflow's static summary):
+ * `acme/shop 16.0 · PR #42 · 0123456789ab`.
+ */
+export function buildSummary(commit: CommitInfo): string {
+  const pr = commit.pr === null ? '' : ` · PR #${commit.pr}`;
+  return `${commit.repo} ${commit.targetBranch}${pr} · ${commit.gitCommit.slice(0, 12)}`;
+}
+
+/** The workflow's static details (Markdown): where the build's commit and pull request are. */
+export function buildDetails(commit: CommitInfo): string {
+  const repo = `https://github.com/${commit.repo}`;
+  const lines = [
+    `**${commit.repo}** branch \`${commit.targetBranch}\``,
+    `commit [${commit.gitCommit.slice(0, 12)}](${repo}/commit/${commit.gitCommit})`,
+  ];
+  if (commit.pr !== null) {
+    const from =
+      commit.headRepo && commit.headRepo !== commit.repo ? ` from ${commit.headRepo}` : '';
+    lines.push(`pull request [#${commit.pr}](${repo}/pull/${commit.pr})${from}`);
+  }
+  return lines.join('\n\n');
+}

@@ -13,7 +13,7 @@ import {
 import type { SearchAttributePair } from '@temporalio/common';
 import type { BuildStatus, CommitInfo } from '../domain/build.js';
 import { fleetWorkflowId, type BuildTrigger, type BuildWorkflowInput } from '../domain/messages.js';
-import { buildName } from '../domain/names.js';
+import { buildDetails, buildName, buildSummary } from '../domain/names.js';
 import { buildSearchAttributeKeys as keys } from '../domain/search-attributes.js';
 import { SettingsError, type Settings } from './settings.js';
 
@@ -193,5 +193,8 @@ export async function ensureBuild(
     // Set at start, not by the workflow: until a worker runs it, these are all the API can show
     // of a build (status `queued`, see README "The API").
     typedSearchAttributes: queuedSearchAttributes(build.commit),
+    // What the Temporal UI shows of the build (docs/operations.md, "The Temporal UI").
+    staticSummary: buildSummary(build.commit),
+    staticDetails: buildDetails(build.commit),
   });
 }

@@ -8,6 +8,7 @@
 import { WorkflowIdConflictPolicy, type Client } from '@temporalio/client';
 import { CLEANUP_FINALIZER, JOB_KIND_LABEL } from '../domain/build.js';
 import { adoptedState } from '../domain/adoption.js';
+import { buildDetails, buildSummary } from '../domain/names.js';
 import type { BuildWorkflowInput } from '../domain/messages.js';
 import type { KubeClients } from '../lib/kube.js';
 import type { Logger } from '../lib/logger.js';
@@ -73,6 +74,8 @@ export function startAdopter(options: AdopterOptions): Adopter {
           taskQueue: temporal.buildsTaskQueue,
           args: [input],
           workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+          staticSummary: `${buildSummary(state.commit)} · adopted`,
+          staticDetails: buildDetails(state.commit),
         });
         adopted++;
         log.info(

@@ -16,12 +16,14 @@ import {
   patched,
   proxyActivities,
   proxyLocalActivities,
+  setCurrentDetails,
   setHandler,
   sleep,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { SearchAttributeUpdatePair } from '@temporalio/common';
+import type { ActivityInterfaceFor } from '@temporalio/workflow';
 import type { BuildActivities, Mirror } from '../activities/index.js';
 import type { BuildRef, BuildStatus, ResolvedBuild } from '../domain/build.js';
 import {
@@ -131,10 +133,10 @@ class Build {
   readonly state: BuildState;
   private config: ResolvedBuild | undefined;
   private readonly actions: Action[] = [];
-  private readonly init: BuildActivities;
+  private readonly init: ActivityInterfaceFor<BuildActivities>;
   /** The ticket of the last init slot granted (see `awaitInitSlot`). */
   private grantedTicket: number | null = null;
-  private readonly imageBuilder: BuildActivities;
+  private readonly imageBuilder: ActivityInterfaceFor<BuildActivities>;
 
   constructor(private readonly input: BuildWorkflowInput) {
     const name = buildName(input.commit);
@@ -297,6 +299,12 @@ class Build {
   private setStatus(status: BuildStatus): void {
     this.state.status = this.shown(status);
     upsertSearchAttributes([{ key: keys.status, value: this.state.status }]);
+    // What the Temporal UI shows as the workflow's current details.
+    const reason = this.state.failureReason;
+    setCurrentDetails(
+      `**${this.state.status}**` +
+        (reason && ['failed', 'cleanup-failed'].includes(this.state.status) ? `: ${reason}` : ''),
+    );
   }
 
   /** Mirrors onto the Deployment; a failure to mirror is logged, never the build's end. */
@@ -413,7 +421,10 @@ class Build {
   private async deploy(): Promise<void> {
     this.upsertCommitAttributes();
     const config = await this.configuration();
-    await short.deploy(this.ref, config);
+    await short.deploy.executeWithOptions({ summary: 'apply the deployment kubefiles' }, [
+      this.ref,
+      config,
+    ]);
     this.setStatus('todo');
     await this.notifyFleet();
     if (this.input.cancelSuperseded) await this.supersedeQueued();
@@ -469,7 +480,12 @@ class Build {
     try {
       const generation = ++this.state.initGeneration;
       const scope = new CancellationScope();
-      const running = scope.run(() => this.init.initialize(this.ref, config, generation));
+      const running = scope.run(() =>
+        this.init.initialize.executeWithOptions(
+          { summary: `init Job ${this.state.name}-init-${generation}` },
+          [this.ref, config, generation],
+        ),
+      );
       const interrupted = condition(() => this.pendingOf('reset', 'undeploy'));
       const outcome = await Promise.race([
         running.then(
@@ -533,7 +549,12 @@ class Build {
     this.setStatus('building');
     await this.report('pending', 'building image', 'build');
     const scope = new CancellationScope();
-    const running = scope.run(() => this.imageBuilder.buildImage(this.ref, config, generation));
+    const running = scope.run(() =>
+      this.imageBuilder.buildImage.executeWithOptions(
+        { summary: `build Job ${this.state.name}-build-${generation}` },
+        [this.ref, config, generation],
+      ),
+    );
     const interrupted = condition(() => this.pendingOf('reset', 'undeploy'));
     const outcome = await Promise.race([
       running.then(
@@ -609,7 +630,11 @@ class Build {
     switch (action.kind) {
       case 'start': {
         await short.applyHook(this.ref, await this.configuration(), 'start');
-        this.state.lastScaled = await local.scale(this.state.name, 1, this.shown('starting'));
+        this.state.lastScaled = await local.scale.executeWithOptions({ summary: 'scale to 1' }, [
+          this.state.name,
+          1,
+          this.shown('starting'),
+        ]);
         this.setStatus('starting');
         done();
         await this.notifyFleet();
@@ -617,7 +642,11 @@ class Build {
         return false;
       }
       case 'stop': {
-        this.state.lastScaled = await local.scale(this.state.name, 0, this.shown('stopped'));
+        this.state.lastScaled = await local.scale.executeWithOptions({ summary: 'scale to 0' }, [
+          this.state.name,
+          0,
+          this.shown('stopped'),
+        ]);
         await short.applyHook(this.ref, await this.configuration(), 'stop');
         this.setStatus('stopped');
         done();
@@ -639,7 +668,9 @@ class Build {
   /** Waits for a ready pod, unless another action comes first. */
   private async awaitReady(): Promise<void> {
     const scope = new CancellationScope();
-    const ready = scope.run(() => waiting.awaitReady(this.state.name));
+    const ready = scope.run(() =>
+      waiting.awaitReady.executeWithOptions({ summary: 'wait for a ready pod' }, [this.state.name]),
+    );
     const outcome = await Promise.race([
       ready,
       condition(() => this.actions.length > 0).then(() => 'interrupted' as const),
@@ -667,7 +698,10 @@ class Build {
       throw error;
     }
     // Re-applying the deployment mode sets replicas 0 and init-status todo again.
-    await short.deploy(this.ref, config);
+    await short.deploy.executeWithOptions({ summary: 'apply the deployment kubefiles again' }, [
+      this.ref,
+      config,
+    ]);
     await short.mirror(this.state.name, { status: 'todo', failureReason: '', cleanupStatus: '' });
     this.state.initStatus = 'todo';
     this.state.failureReason = null;
@@ -687,7 +721,10 @@ class Build {
       await short.killJobs(this.state.name, 'initialize');
       await short.scale(this.state.name, 0, 'undeploying');
       await this.cleanup();
-      await waiting.deleteBuildObjects(this.state.name);
+      await waiting.deleteBuildObjects.executeWithOptions(
+        { summary: "delete the build's objects, then its finalizer" },
+        [this.state.name],
+      );
       return true;
     } catch (error) {
       if (isCancellation(error)) throw error;
@@ -709,10 +746,10 @@ class Build {
     let delay = (this.input.cleanupRetrySeconds ?? 5) * 1000;
     for (let attempt = 1; ; attempt++) {
       try {
-        await cleanupActivities.cleanup(
-          this.ref,
-          this.config ?? null,
-          ++this.state.cleanupGeneration,
+        const generation = ++this.state.cleanupGeneration;
+        await cleanupActivities.cleanup.executeWithOptions(
+          { summary: `cleanup Job ${this.state.name}-cleanup-${generation}` },
+          [this.ref, this.config ?? null, generation],
         );
         return;
       } catch (error) {
