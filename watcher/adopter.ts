@@ -15,6 +15,9 @@ import type { Logger } from '../lib/logger.js';
 import { buildPolicy, type TemporalOptions } from '../lib/temporal.js';
 import type { DeploymentWatcher } from './deployment-watcher.js';
 
+/** Workflow starts in flight at once during an adoption round. */
+const ADOPT_CONCURRENCY = 16;
+
 /** Options of {@link startAdopter}. */
 export interface AdopterOptions {
   watcher: Pick<DeploymentWatcher, 'deployments'>;
@@ -59,8 +62,9 @@ export function startAdopter(options: AdopterOptions): Adopter {
     if (orphans.length === 0) return 0;
     const jobs = await kube.batch.listNamespacedJob({ namespace, labelSelector: JOB_KIND_LABEL });
     const jobNames = jobs.items.map((job) => job.metadata?.name ?? '');
+    const began = Date.now();
     let adopted = 0;
-    for (const deployment of orphans) {
+    const adopt = async (deployment: (typeof orphans)[number]) => {
       const state = adoptedState(deployment, jobNames);
       const input: BuildWorkflowInput = {
         commit: state.commit,
@@ -78,14 +82,22 @@ export function startAdopter(options: AdopterOptions): Adopter {
           staticDetails: buildDetails(state.commit),
         });
         adopted++;
-        log.info(
+        log.debug(
           { build: state.name, status: state.status, run: handle.firstExecutionRunId },
           'adopted',
         );
       } catch (error) {
         log.warn({ build: state.name, err: error }, 'could not adopt');
       }
-    }
+    };
+    // Several starts in flight: after Temporal lost its database, thousands of builds wait.
+    const queue = [...orphans];
+    await Promise.all(
+      Array.from({ length: Math.min(ADOPT_CONCURRENCY, queue.length) }, async () => {
+        for (let next = queue.shift(); next; next = queue.shift()) await adopt(next);
+      }),
+    );
+    log.info({ adopted, orphans: orphans.length, ms: Date.now() - began }, 'adoption round');
     return adopted;
   };
 
