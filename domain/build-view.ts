@@ -65,12 +65,60 @@ export function commitOf(deployment: DeploymentLike): CommitInfo {
   };
 }
 
+const GITHUB = 'https://github.com';
+
+/**
+ * A name with slashes (a repo's `owner/name`, a branch `feature/x`) as URL path segments, each
+ * percent-encoded (`a#b` → `a%23b`, `100%` → `100%25`), its slashes kept; undefined when a part
+ * is empty, `.` or `..`, which a browser would resolve out of its place (git and GitHub refuse
+ * such names; a hand-written annotation may still carry one).
+ */
+export function pathSegments(name: string): string | undefined {
+  const parts = name.split('/');
+  if (parts.some((part) => part === '' || part === '.' || part === '..')) return undefined;
+  return parts.map(encodeURIComponent).join('/');
+}
+
+/** The links of a build to GitHub, every part from outside percent-encoded. */
+export function githubLinks(
+  commit: Pick<CommitInfo, 'repo' | 'targetBranch' | 'pr' | 'gitCommit'>,
+): {
+  repo: string;
+  targetBranch: string;
+  pr: string | null;
+  commit: string;
+} {
+  const repoPath = commit.repo.split('/').length === 2 ? pathSegments(commit.repo) : undefined;
+  // Not a repo name: each link searches GitHub for what it is, and leaves nothing.
+  const search = (what: string) => `${GITHUB}/search?q=${encodeURIComponent(what)}`;
+  if (repoPath === undefined) {
+    return {
+      repo: search(commit.repo),
+      targetBranch: search(commit.repo),
+      pr: commit.pr === null ? null : search(commit.repo),
+      commit: search(commit.gitCommit),
+    };
+  }
+  const repo = `${GITHUB}/${repoPath}`;
+  // GitHub's tree links take a branch with its slashes, each part encoded.
+  const branch = pathSegments(commit.targetBranch);
+  return {
+    repo,
+    targetBranch:
+      branch === undefined
+        ? `${repo}/branches/all?query=${encodeURIComponent(commit.targetBranch)}`
+        : `${repo}/tree/${branch}`,
+    pr: commit.pr === null ? null : `${repo}/pull/${encodeURIComponent(String(commit.pr))}`,
+    commit: `${repo}/commit/${encodeURIComponent(commit.gitCommit)}`,
+  };
+}
+
 /** The view of a build Deployment; builds live at `https://<slug>.<buildDomain>`. */
 export function buildView(deployment: DeploymentLike, buildDomain: string): BuildView {
   const commit = commitOf(deployment);
   const slug = buildSlug(commit);
   const notes = deployment.metadata?.annotations ?? {};
-  const repoLink = `https://github.com/${commit.repo}`;
+  const links = githubLinks(commit);
   return {
     name: deployment.metadata?.name ?? '',
     commit_info: {
@@ -89,10 +137,10 @@ export function buildView(deployment: DeploymentLike, buildDomain: string): Buil
     init_status: notes[annotations.initStatus] ?? 'todo',
     image_status: notes[annotations.imageStatus] || null,
     deploy_link: `https://${slug}.${buildDomain}`,
-    repo_link: repoLink,
-    repo_target_branch_link: `${repoLink}/tree/${commit.targetBranch}`,
-    repo_pr_link: commit.pr === null ? null : `${repoLink}/pull/${commit.pr}`,
-    repo_commit_link: `${repoLink}/commit/${commit.gitCommit}`,
+    repo_link: links.repo,
+    repo_target_branch_link: links.targetBranch,
+    repo_pr_link: links.pr,
+    repo_commit_link: links.commit,
     created: isoTime(deployment.metadata?.creationTimestamp),
     last_scaled: isoTime(notes[annotations.lastScaled]),
     failure_reason: notes[annotations.failureReason] || null,
