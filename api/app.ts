@@ -8,8 +8,9 @@ import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { PassThrough } from 'node:stream';
 import Router from '@koa/router';
+import { isGrpcServiceError } from '@temporalio/client';
 import Koa from 'koa';
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { buildStatuses, type BuildStatus } from '../domain/build.js';
 import type { BuildView } from '../domain/build-view.js';
 import { LogUnavailableError } from '../lib/build-logs.js';
@@ -19,6 +20,7 @@ import type { RepoConfig } from '../lib/settings.js';
 import type { BuildFilter, BuildIndex } from './build-index.js';
 import type { BuildCommands, Transition } from './commands.js';
 import { openApiDocument } from './openapi.js';
+import { adminAuth, createSessions, type RequestAuth, type Sessions } from './session.js';
 import type { WorkerStatus } from './worker-status.js';
 
 /**
@@ -54,7 +56,52 @@ export interface ApiSettings {
   maxStarted: number;
   maxDeployed: number;
   admin: { user?: string | undefined; password?: string | undefined; token?: string | undefined };
+  /** Whether anyone may start and stop builds; reset and undeploy always need the admin. */
   publicStartStop: boolean;
+  /** Bounds of the build events streams (docs/operations.md, "Build event streams"). */
+  events?: Partial<EventStreamLimits>;
+}
+
+/** Bounds of the build events streams (server-sent events). */
+export interface EventStreamLimits {
+  /** Streams open at once, all clients together. */
+  maxStreams: number;
+  /** Streams open at once from one client address. */
+  maxStreamsPerClient: number;
+  /** Bytes a stream may hold for a client that does not read before it is dropped. */
+  maxBufferBytes: number;
+  /** How long a stream may hold unsent bytes (its client reads none) before it is dropped. */
+  stallMs: number;
+  /** Interval of the heartbeat comment lines. */
+  heartbeatMs: number;
+}
+
+/** The defaults of {@link EventStreamLimits} (the settings RUNBOAT_EVENTS_*). */
+export const defaultEventStreamLimits: EventStreamLimits = {
+  maxStreams: 1000,
+  maxStreamsPerClient: 20,
+  maxBufferBytes: 16 * 1024 * 1024,
+  stallMs: 60_000,
+  heartbeatMs: 15_000,
+};
+
+/** gRPC codes of a Temporal that cannot be reached or did not answer in time. */
+const GRPC_UNAVAILABLE = 14;
+const GRPC_DEADLINE_EXCEEDED = 4;
+
+/** Whether an error (or one of its causes) says that Temporal cannot be reached. */
+export function temporalUnreachable(error: unknown): boolean {
+  let current: unknown = error;
+  for (let depth = 0; current && depth < 8; depth++) {
+    if (
+      isGrpcServiceError(current) &&
+      (current.code === GRPC_UNAVAILABLE || current.code === GRPC_DEADLINE_EXCEEDED)
+    ) {
+      return true;
+    }
+    current = (current as { cause?: unknown }).cause;
+  }
+  return false;
 }
 
 /** What `createApp` needs. */
@@ -69,6 +116,8 @@ export interface AppDeps {
   temporalReady: () => Promise<boolean>;
   logger: Logger;
   metrics: Registry;
+  /** Signs the UI's admin sessions; without it, a random key (sessions end with the process). */
+  sessions?: Sessions;
   /** Extra middleware mounted before the API routes (webhook, UI). */
   extra?: Koa.Middleware[];
   /**
@@ -215,8 +264,22 @@ export function createApp(deps: AppDeps): Koa {
       if (error instanceof ClientError) {
         ctx.status = error.status;
         ctx.body = { error: error.message };
+        // Not Basic: a browser asked for Basic credentials keeps sending them, cross-site forms
+        // included. People log in on /login; scripts send a bearer token (or Basic unasked).
         if (error instanceof UnauthorizedError)
-          ctx.set('www-authenticate', 'Basic realm="runboat"');
+          ctx.set('www-authenticate', 'Bearer realm="runboat"');
+      } else if (temporalUnreachable(error)) {
+        log.warn(
+          { err: error, request: ctx.state.requestId, path: ctx.path },
+          'Temporal unreachable',
+        );
+        ctx.status = 503;
+        ctx.set('retry-after', '5');
+        ctx.body = {
+          error:
+            'Temporal does not answer: builds cannot be asked for or changed now; try again later',
+          request: ctx.state.requestId,
+        };
       } else {
         log.error({ err: error, request: ctx.state.requestId, path: ctx.path }, 'request failed');
         ctx.status = 500;
@@ -231,12 +294,20 @@ export function createApp(deps: AppDeps): Koa {
     }
   });
 
+  app.use(
+    adminAuth({
+      sessions:
+        deps.sessions ?? createSessions({ ttlMs: 12 * 3600_000, baseUrl: 'http://127.0.0.1:8000' }),
+      isAdmin: (header) => isAdmin(header, settings.admin),
+      exempt: (path) => path.startsWith('/webhooks/'),
+    }),
+  );
   for (const middleware of deps.extra ?? []) app.use(middleware);
 
   const router = new Router();
 
   const requireAdmin = (ctx: Koa.Context) => {
-    if (!isAdmin(ctx.get('authorization') || undefined, settings.admin)) {
+    if (!(ctx.state.auth as RequestAuth | undefined)?.admin) {
       throw new UnauthorizedError();
     }
   };
@@ -364,30 +435,102 @@ export function createApp(deps: AppDeps): Koa {
     ctx.status = 202;
     ctx.body = { build: name };
   });
+  const limits = { ...defaultEventStreamLimits, ...settings.events };
+  const openStreams = new Map<string, number>();
+  let streamsOpen = 0;
+  new Gauge({
+    name: 'runboat_build_event_streams',
+    help: 'Build event streams (server-sent events) open now',
+    registers: [deps.metrics],
+    collect() {
+      this.set(streamsOpen);
+    },
+  });
+  const streamsRefused = new Counter({
+    name: 'runboat_build_event_streams_refused_total',
+    help: 'Build event streams refused (cap) or dropped (a client that does not read)',
+    labelNames: ['reason'] as const,
+    registers: [deps.metrics],
+  });
   router.get('/api/v1/build-events', (ctx) => {
+    // The caps (docs/operations.md, "Build event streams"): a page left open in many tabs, or a
+    // client opening streams in a loop, cannot take every socket of the API.
+    const client = ctx.ip;
+    const mine = openStreams.get(client) ?? 0;
+    if (streamsOpen >= limits.maxStreams || mine >= limits.maxStreamsPerClient) {
+      const total = streamsOpen >= limits.maxStreams;
+      streamsRefused.inc({ reason: total ? 'total' : 'client' });
+      ctx.status = 503;
+      ctx.set('retry-after', '10');
+      ctx.body = {
+        error: total
+          ? `too many build event streams open (${limits.maxStreams}): try again later`
+          : `too many build event streams open from ${client} (${limits.maxStreamsPerClient}): close some pages, or try again later`,
+      };
+      return;
+    }
+    streamsOpen++;
+    openStreams.set(client, mine + 1);
     const stream = new PassThrough();
     ctx.req.socket.setTimeout(0);
     ctx.req.socket.setNoDelay(true);
     ctx.set({ 'cache-control': 'no-cache', connection: 'keep-alive' });
     ctx.type = 'text/event-stream';
     ctx.body = stream;
+    // Bytes held for this client: a client that does not read is dropped once it holds too
+    // many, or holds some for too long, never buffered without end.
+    let pendingSince: number | undefined;
+    const drop = (reason: string) => {
+      streamsRefused.inc({ reason: 'slow' });
+      log.warn({ client, reason }, 'build events client dropped: it does not read');
+      stream.destroy();
+      ctx.res.destroy();
+    };
+    const held = () => stream.writableLength + stream.readableLength + ctx.res.writableLength;
+    const write = (text: string) => {
+      if (stream.destroyed || stream.writableEnded) return;
+      // What is still unsent of the writes before: the last one is always in flight.
+      const unsent = held();
+      if (unsent === 0) pendingSince = undefined;
+      else pendingSince ??= Date.now();
+      if (unsent + text.length > limits.maxBufferBytes) {
+        drop(`${unsent + text.length} bytes unsent`);
+      } else if (pendingSince !== undefined && Date.now() - pendingSince > limits.stallMs) {
+        drop(`bytes unsent for ${Math.round((Date.now() - pendingSince) / 1000)} s`);
+      } else {
+        stream.write(text);
+      }
+    };
+    ctx.res.on('drain', () => {
+      if (held() === 0) pendingSince = undefined;
+    });
     const send = (event: string) => (build: BuildView) => {
-      stream.write(`event: ${event}\ndata: ${JSON.stringify(build)}\n\n`);
+      write(`event: ${event}\ndata: ${JSON.stringify(build)}\n\n`);
     };
     const onUpd = send('upd');
     const onDel = send('del');
     index.on('upd', onUpd);
     index.on('del', onDel);
-    stream.write('retry: 2000\n\n');
+    write('retry: 2000\n\n');
     for (const build of index.all()) onUpd(build);
-    const ping = setInterval(() => stream.write(': ping\n\n'), 25_000);
+    // A comment line: proxies and browsers see the stream alive between build events.
+    const heartbeat = setInterval(() => write(': heartbeat\n\n'), limits.heartbeatMs);
+    let closed = false;
     const close = () => {
-      clearInterval(ping);
+      if (closed) return;
+      closed = true;
+      clearInterval(heartbeat);
       index.off('upd', onUpd);
       index.off('del', onDel);
+      streamsOpen--;
+      const left = (openStreams.get(client) ?? 1) - 1;
+      if (left > 0) openStreams.set(client, left);
+      else openStreams.delete(client);
     };
     ctx.req.on('close', close);
+    ctx.res.on('close', close);
     stream.on('error', close);
+    stream.on('close', close);
     // The client reconnects (to another replica) after `retry`.
     endOnShutdown(ctx, deps.stopping, () => stream.end());
   });
@@ -449,7 +592,8 @@ export function createApp(deps: AppDeps): Koa {
   });
   for (const transition of ['start', 'stop', 'reset'] as const satisfies Transition[]) {
     router.post(`/api/v1/builds/:name/${transition}`, async (ctx) => {
-      if (!settings.publicStartStop) requireAdmin(ctx);
+      // Public start and stop (runboat's testers' way) never open reset: it drops the database.
+      if (!settings.publicStartStop || transition === 'reset') requireAdmin(ctx);
       const build = buildOr404(ctx.params.name ?? '');
       await commands.transition(build.name, transition);
       ctx.status = 202;
@@ -467,6 +611,8 @@ export function createApp(deps: AppDeps): Koa {
   app.use(router.routes());
   app.use(router.allowedMethods());
   app.use((ctx) => {
+    // The UI answers a browser's unknown page with its HTML page (api/ui.ts).
+    ctx.state.noRoute = true;
     ctx.status = 404;
     ctx.body = { error: `no such path: ${ctx.method} ${ctx.path}` };
   });

@@ -79,7 +79,11 @@ export function createBuildCommands(options: BuildCommandsOptions): BuildCommand
       if (!supports(commit.repo, commit.targetBranch)) {
         throw new UnsupportedRepoError(commit.repo, commit.targetBranch);
       }
-      await ensureBuild(options.client, options.temporal, { commit, trigger });
+      // A deadline, so that an unreachable Temporal answers 503 soon (api/app.ts), not after
+      // the client's own retries.
+      await options.client.withDeadline(Date.now() + (options.updateTimeoutMs ?? 30_000), () =>
+        ensureBuild(options.client, options.temporal, { commit, trigger }),
+      );
       return buildName(commit);
     },
     async transition(name, transition) {

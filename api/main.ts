@@ -15,6 +15,7 @@ import { createBuildCommands } from './commands.js';
 import { trackShutdown } from './graceful-shutdown.js';
 import { temporalQueuedBuilds } from './queued-builds.js';
 import { webUi } from './ui.js';
+import { createSessions } from './session.js';
 import { githubWebhook } from './webhook.js';
 import { registerWorkerMetrics } from './worker-metrics.js';
 import { createWorkerStatus } from './worker-status.js';
@@ -83,7 +84,18 @@ async function main(): Promise<void> {
   collectDefaultMetrics({ register: metrics });
   registerWorkerMetrics(metrics, workers);
   const stopping = new AbortController();
+  const admin = {
+    user: settings.RUNBOAT_ADMIN_USER,
+    password: settings.RUNBOAT_ADMIN_PASSWORD,
+    token: settings.RUNBOAT_ADMIN_TOKEN,
+  };
+  const sessions = createSessions({
+    secret: settings.RUNBOAT_SESSION_SECRET,
+    ttlMs: settings.RUNBOAT_SESSION_HOURS * 3600_000,
+    baseUrl: settings.RUNBOAT_BASE_URL,
+  });
   const app = createApp({
+    sessions,
     stopping: stopping.signal,
     index,
     commands,
@@ -92,12 +104,15 @@ async function main(): Promise<void> {
       repos,
       maxStarted: settings.RUNBOAT_MAX_STARTED,
       maxDeployed: settings.RUNBOAT_MAX_DEPLOYED,
-      admin: {
-        user: settings.RUNBOAT_ADMIN_USER,
-        password: settings.RUNBOAT_ADMIN_PASSWORD,
-        token: settings.RUNBOAT_ADMIN_TOKEN,
-      },
+      admin,
       publicStartStop: settings.RUNBOAT_PUBLIC_START_STOP,
+      events: {
+        maxStreams: settings.RUNBOAT_EVENTS_MAX_STREAMS,
+        maxStreamsPerClient: settings.RUNBOAT_EVENTS_MAX_STREAMS_PER_CLIENT,
+        maxBufferBytes: settings.RUNBOAT_EVENTS_MAX_BUFFER_BYTES,
+        stallMs: settings.RUNBOAT_EVENTS_STALL_SECONDS * 1000,
+        heartbeatMs: settings.RUNBOAT_EVENTS_HEARTBEAT_SECONDS * 1000,
+      },
     },
     workers,
     temporalReady: async () => {
@@ -120,6 +135,7 @@ async function main(): Promise<void> {
         workers,
         repos,
         publicStartStop: settings.RUNBOAT_PUBLIC_START_STOP,
+        ...(admin.token || admin.user ? { login: { sessions, admin } } : {}),
         logger,
       }),
     ],

@@ -21,7 +21,7 @@ const filters = [
 ] as const;
 
 const error = { $ref: '#/components/schemas/Error' } as const;
-const answers = (ok: Record<string, unknown>, ...codes: (400 | 401 | 404 | 409)[]) => ({
+const answers = (ok: Record<string, unknown>, ...codes: (400 | 401 | 403 | 404 | 409 | 503)[]) => ({
   ...ok,
   ...Object.fromEntries(
     codes.map((code) => [
@@ -30,8 +30,10 @@ const answers = (ok: Record<string, unknown>, ...codes: (400 | 401 | 404 | 409)[
         description: {
           400: 'bad input',
           401: 'admin credential required',
+          403: 'cross-site request refused: a browser request from a page of another site, or a session request without its CSRF token',
           404: 'unknown build',
           409: 'invalid transition',
+          503: 'Temporal cannot be reached, or did not answer in time; retry later (Retry-After)',
         }[code],
         content: { 'application/json': { schema: error } },
       },
@@ -57,7 +59,7 @@ const json = (schema: unknown, description = 'OK') => ({
   content: { 'application/json': { schema } },
 });
 const build = { $ref: '#/components/schemas/Build' } as const;
-const admin = [{ basic: [] }, { bearer: [] }];
+const admin = [{ basic: [] }, { bearer: [] }, { session: [] }];
 
 export const openApiDocument = {
   openapi: '3.1.0',
@@ -87,20 +89,20 @@ export const openApiDocument = {
         summary: 'Undeploy every build matching the filters (at least one)',
         security: admin,
         parameters: filters,
-        responses: answers({ 202: json({ type: 'object' }) }, 400, 401),
+        responses: answers({ 202: json({ type: 'object' }) }, 400, 401, 403, 503),
       },
     },
     '/api/v1/builds/{name}': {
       get: {
         summary: 'One build',
         parameters: [buildName],
-        responses: answers({ 200: json(build) }, 404),
+        responses: answers({ 200: json(build) }, 404, 503),
       },
       delete: {
         summary: 'Undeploy a build',
         security: admin,
         parameters: [buildName],
-        responses: answers({ 202: json({ type: 'object' }) }, 401, 404, 409),
+        responses: answers({ 202: json({ type: 'object' }) }, 401, 403, 404, 409, 503),
       },
     },
     '/api/v1/builds/{name}/init-log': {
@@ -151,9 +153,13 @@ export const openApiDocument = {
         {
           post: {
             summary: `${action[0]?.toUpperCase()}${action.slice(1)} a build`,
+            description:
+              action === 'reset'
+                ? 'Admin only, always: it drops the build database.'
+                : 'Admin only, unless RUNBOAT_PUBLIC_START_STOP is true.',
             security: admin,
             parameters: [buildName],
-            responses: answers({ 202: json(build) }, 401, 404, 409),
+            responses: answers({ 202: json(build) }, 401, 403, 404, 409, 503),
           },
         },
       ]),
@@ -171,7 +177,7 @@ export const openApiDocument = {
             sha: { type: 'string' },
           },
         }),
-        responses: answers({ 202: json({ type: 'object' }) }, 400, 401),
+        responses: answers({ 202: json({ type: 'object' }) }, 400, 401, 403, 503),
       },
     },
     '/api/v1/builds/trigger/pr': {
@@ -193,13 +199,58 @@ export const openApiDocument = {
             },
           },
         }),
-        responses: answers({ 202: json({ type: 'object' }) }, 400, 401),
+        responses: answers({ 202: json({ type: 'object' }) }, 400, 401, 403, 503),
       },
     },
     '/api/v1/build-events': {
       get: {
-        summary: 'Server-sent events: `upd` and `del`, each with a build',
-        responses: { 200: { description: 'event stream', content: { 'text/event-stream': {} } } },
+        summary: 'Server-sent events: `upd` and `del`, each with a build; `: heartbeat` comments',
+        responses: {
+          200: { description: 'event stream', content: { 'text/event-stream': {} } },
+          503: {
+            description:
+              'too many streams open, in all or from this client address; retry later (Retry-After)',
+            content: { 'application/json': { schema: error } },
+          },
+        },
+      },
+    },
+    '/login': {
+      get: {
+        summary: 'The admin login form (HTML)',
+        responses: { 200: { description: 'the form', content: { 'text/html': {} } } },
+      },
+      post: {
+        summary: 'Log in: opens an admin session (cookie runboat_session)',
+        requestBody: {
+          content: {
+            'application/x-www-form-urlencoded': {
+              schema: {
+                type: 'object',
+                properties: {
+                  user: { type: 'string' },
+                  password: { type: 'string' },
+                  token: { type: 'string' },
+                  next: { type: 'string', description: 'a path of this site to go back to' },
+                },
+              },
+            },
+          },
+        },
+        responses: {
+          303: { description: 'logged in: Set-Cookie, and back to `next`' },
+          401: { description: 'wrong credential (the form again)', content: { 'text/html': {} } },
+          403: {
+            description: 'cross-site request refused',
+            content: { 'application/json': { schema: error } },
+          },
+        },
+      },
+    },
+    '/logout': {
+      post: {
+        summary: 'Log out: the browser drops the session cookie',
+        responses: { 303: { description: 'logged out, back to /' } },
       },
     },
     '/webhooks/github': {
@@ -213,6 +264,13 @@ export const openApiDocument = {
     securitySchemes: {
       basic: { type: 'http', scheme: 'basic' },
       bearer: { type: 'http', scheme: 'bearer' },
+      session: {
+        type: 'apiKey',
+        in: 'cookie',
+        name: 'runboat_session',
+        description:
+          'The UI session of POST /login; state-changing requests also send the page CSRF token in X-CSRF-Token, from a page of this site (Origin)',
+      },
     },
     schemas: {
       Error: { type: 'object', properties: { error: { type: 'string' } }, required: ['error'] },

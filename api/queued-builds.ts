@@ -36,6 +36,8 @@ export interface TemporalQueuedBuildsOptions {
   buildsTaskQueue: string;
   /** At most this many builds per list (a bound on the cost of one refresh). */
   limit?: number;
+  /** How long a look-up by name may wait for Temporal (default 5 s; then the API answers 503). */
+  findTimeoutMs?: number;
 }
 
 /**
@@ -85,7 +87,11 @@ export function temporalQueuedBuilds(options: TemporalQueuedBuildsOptions): Queu
     },
     async find(name) {
       try {
-        const description = await client.workflow.getHandle(name).describe();
+        // A deadline: an unreachable Temporal is a 503 in seconds, not after the client's retries.
+        const description = await client.withDeadline(
+          Date.now() + (options.findTimeoutMs ?? 5000),
+          () => client.workflow.getHandle(name).describe(),
+        );
         if (
           description.type !== 'buildWorkflow' ||
           description.status.name !== 'RUNNING' ||

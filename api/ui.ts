@@ -14,11 +14,13 @@ import Router from '@koa/router';
 import type Koa from 'koa';
 import nunjucks from 'nunjucks';
 import { buildStatuses, type BuildStatus } from '../domain/build.js';
-import type { BuildView } from '../domain/build-view.js';
+import { pathSegments, type BuildView } from '../domain/build-view.js';
 import { ClientError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
+import { secretEquals, type ApiSettings } from './app.js';
 import type { BuildIndex } from './build-index.js';
 import type { BuildCommands } from './commands.js';
+import type { RequestAuth, Sessions } from './session.js';
 import type { WorkerStatus } from './worker-status.js';
 
 /** What {@link webUi} needs. */
@@ -34,6 +36,11 @@ export interface WebUiDeps {
    * for the admin login.
    */
   publicStartStop: boolean;
+  /**
+   * The admin login (`/login`): the credentials it checks and the signer of its sessions.
+   * Without it, the login page says that no admin login is configured.
+   */
+  login?: { sessions: Sessions; admin: ApiSettings['admin'] };
   /** Whether workers poll the task queues; its warnings become the banner of every page. */
   workers?: () => Promise<Pick<WorkerStatus, 'warnings'>>;
   logger: Logger;
@@ -92,13 +99,17 @@ function liveHref(build: BuildView): string {
   return build.status === 'stopped' ? `/builds/${build.name}?live` : build.deploy_link;
 }
 
-/** Why `?live` cannot open a build now. */
-function liveNote(build: BuildView, publicStartStop: boolean): string {
+/**
+ * Why `?live` cannot open a build now. A GET never changes a build, except the start of a stopped
+ * build where anyone may start builds (README, "The web UI").
+ */
+function liveNote(build: BuildView, publicStartStop: boolean, admin: boolean): string {
   switch (build.status) {
     case 'stopped':
-      return publicStartStop
-        ? 'This build is stopped.'
-        : 'This build is stopped. Starting it needs the admin login: use its start button.';
+      if (publicStartStop) return 'This build is stopped.';
+      return admin
+        ? 'This build is stopped: start it with its start button, then open it.'
+        : 'This build is stopped. Starting it needs the admin login: log in, then use its start button.';
     case 'queued':
       return 'This build is queued: no worker has deployed it yet. Open it again once it is ready.';
     case 'todo':
@@ -176,6 +187,28 @@ function repoEntries(builds: readonly BuildView[], query: string): RepoEntry[] {
   return [...entries.values()].sort((a, b) => (a.repo < b.repo ? -1 : 1));
 }
 
+/** Whether a repo matches the repo pattern of an entry of the repos file (any branch). */
+function configured(patterns: readonly { repo: string }[], repo: string): boolean {
+  return patterns.some((entry) => new RegExp(`^(?:${entry.repo})$`, 'is').test(repo));
+}
+
+/** Reads a small `application/x-www-form-urlencoded` body (the login form). */
+async function readForm(ctx: Koa.Context, limit = 8 * 1024): Promise<URLSearchParams> {
+  let size = 0;
+  const chunks: Buffer[] = [];
+  for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw new ClientError('body too large', 413);
+    chunks.push(chunk);
+  }
+  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+}
+
+/** Where a login goes back to: a path of this site only (never `//elsewhere`). */
+function localPath(value: string | null | undefined): string {
+  return value && /^\/(?![/\\])/.test(value) ? value : '/';
+}
+
 /** Answers a static file of `api/ui/static/`, or undefined when there is none by that path. */
 async function staticFile(path: string): Promise<{ body: Buffer; type: string } | undefined> {
   let relative: string;
@@ -208,6 +241,8 @@ export function webUi(deps: WebUiDeps): Koa.Middleware {
   });
   env.addFilter('when', when);
   env.addFilter('short', (sha: string) => sha.slice(0, 7));
+  // A repo in a link of this site, each part percent-encoded (app.js alike).
+  env.addFilter('urlpath', (name: string) => pathSegments(name) ?? encodeURIComponent(name));
   env.addGlobal('liveHref', liveHref);
   env.addGlobal('can', canDo);
   env.addGlobal('actions', cardActions);
@@ -224,9 +259,15 @@ export function webUi(deps: WebUiDeps): Koa.Middleware {
     ctx.type = 'html';
     ctx.set(securityHeaders);
     ctx.set('cache-control', 'no-store');
+    const auth = ctx.state.auth as RequestAuth | undefined;
     ctx.body = env.render(template, {
       publicStartStop: deps.publicStartStop,
       warnings,
+      admin: auth?.admin ?? false,
+      // Sent back by app.js with every action: proof that the request comes from our page.
+      csrf: auth?.csrf,
+      loginEnabled: deps.login !== undefined,
+      here: ctx.originalUrl,
       ...context,
     });
   };
@@ -247,13 +288,22 @@ export function webUi(deps: WebUiDeps): Koa.Middleware {
   router.get('/repos/:owner/:repo', async (ctx) => {
     ctx.state.route = 'ui /repos/:owner/:repo';
     const repo = `${ctx.params.owner ?? ''}/${ctx.params.repo ?? ''}`.toLowerCase();
-    // A repo without builds still gets its page: builds appear on it live.
+    const builds = index.all({ repo });
+    const isConfigured = configured(deps.repos(), repo);
+    if (!isConfigured && builds.length === 0) {
+      return notFound(
+        ctx,
+        `${repo} is not configured for builds (no entry of the repos file matches it), and it has no builds.`,
+      );
+    }
+    // A configured repo without builds still gets its page: builds appear on it live.
     await render(ctx, 'repo.njk', {
       page: 'repo',
       bodyRepo: repo,
       repo,
-      repoLink: `https://github.com/${repo}`,
-      ...rowsOf(index.all({ repo })),
+      repoLink: `https://github.com/${pathSegments(repo) ?? ''}`,
+      configured: isConfigured,
+      ...rowsOf(builds),
     });
   });
   router.get('/builds/:name', async (ctx) => {
@@ -285,7 +335,8 @@ export function webUi(deps: WebUiDeps): Koa.Middleware {
     }
     if (build.status === 'starting') return holding(build);
     if (build.status !== 'stopped' || !deps.publicStartStop) {
-      return page(build, liveNote(build, deps.publicStartStop));
+      const admin = (ctx.state.auth as RequestAuth | undefined)?.admin ?? false;
+      return page(build, liveNote(build, deps.publicStartStop, admin));
     }
     try {
       await deps.commands.transition(name, 'start');
@@ -303,9 +354,68 @@ export function webUi(deps: WebUiDeps): Koa.Middleware {
       return holding(now, error instanceof ClientError ? error.message : 'internal error');
     }
   });
+  router.get('/login', async (ctx) => {
+    ctx.state.route = 'ui /login';
+    await render(ctx, 'login.njk', {
+      page: 'login',
+      next: localPath(typeof ctx.query.next === 'string' ? ctx.query.next : undefined),
+    });
+  });
   const routes = router.routes() as Koa.Middleware;
 
+  /** `POST /login`: the admin credential of the form opens a session (a signed cookie). */
+  const login = async (ctx: Koa.Context) => {
+    ctx.state.route = 'ui /login';
+    const form = await readForm(ctx);
+    const next = localPath(form.get('next'));
+    const admin = deps.login?.admin ?? {};
+    const user = form.get('user') ?? '';
+    const password = form.get('password') ?? '';
+    const token = form.get('token') ?? '';
+    const userOk =
+      admin.user !== undefined &&
+      admin.password !== undefined &&
+      user !== '' &&
+      secretEquals(user, admin.user) &&
+      secretEquals(password, admin.password);
+    const tokenOk = admin.token !== undefined && token !== '' && secretEquals(token, admin.token);
+    if (!deps.login || !(userOk || tokenOk)) {
+      log.warn({ ip: ctx.ip }, 'admin login refused');
+      return render(
+        ctx,
+        'login.njk',
+        { page: 'login', next, failed: true, user },
+        deps.login ? 401 : 404,
+      );
+    }
+    log.info({ ip: ctx.ip }, 'admin logged in');
+    ctx.append('set-cookie', deps.login.sessions.cookie(deps.login.sessions.issue()));
+    ctx.status = 303;
+    ctx.redirect(next);
+  };
+  /** `POST /logout`: the browser forgets the session (it stays valid until it expires). */
+  const logout = (ctx: Koa.Context) => {
+    ctx.state.route = 'ui /logout';
+    if (deps.login) ctx.append('set-cookie', deps.login.sessions.clearCookie());
+    ctx.status = 303;
+    ctx.redirect('/');
+  };
+
+  /** A browser's unknown page gets the HTML page; an API client keeps its JSON answer. */
+  const htmlNotFound = async (ctx: Koa.Context) => {
+    if (
+      ctx.state.noRoute === true &&
+      (ctx.method === 'GET' || ctx.method === 'HEAD') &&
+      !ctx.path.startsWith('/api/') &&
+      ctx.accepts('json', 'html') === 'html'
+    ) {
+      await notFound(ctx, `There is no page at ${ctx.path}.`);
+    }
+  };
+
   return async (ctx, next) => {
+    if (ctx.method === 'POST' && ctx.path === '/login') return login(ctx);
+    if (ctx.method === 'POST' && ctx.path === '/logout') return logout(ctx);
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();
     if (ctx.path.startsWith('/static/')) {
       ctx.state.route = 'ui /static';
@@ -323,6 +433,7 @@ export function webUi(deps: WebUiDeps): Koa.Middleware {
       ctx.body = file.body;
       return;
     }
-    return routes(ctx, next);
+    await routes(ctx, next);
+    await htmlNotFound(ctx);
   };
 }

@@ -267,8 +267,25 @@ const envSchema = z.object({
   RUNBOAT_ADMIN_PASSWORD: z.string().min(1).optional(),
   /** Admin credential: a bearer token (at least 16 characters). */
   RUNBOAT_ADMIN_TOKEN: z.string().min(16).optional(),
-  /** Let anyone start, stop and reset builds (runboat's behaviour, for functional testers). */
+  /** Let anyone start and stop builds (runboat's way, for testers); reset and undeploy stay admin. */
   RUNBOAT_PUBLIC_START_STOP: bool.default(false),
+  /**
+   * Key that signs the UI's admin sessions (at least 32 characters); the same on every API
+   * replica. Unset: a random key per process, so sessions end when the API restarts.
+   */
+  RUNBOAT_SESSION_SECRET: z.string().min(32).optional(),
+  /** Hours an admin session of the UI lasts after its login. */
+  RUNBOAT_SESSION_HOURS: z.coerce.number().positive().default(12),
+  /** Build event streams (`GET /api/v1/build-events`) open at once, all clients together. */
+  RUNBOAT_EVENTS_MAX_STREAMS: z.coerce.number().int().positive().default(1000),
+  /** Build event streams open at once from one client address (beyond: 503, `retry-after`). */
+  RUNBOAT_EVENTS_MAX_STREAMS_PER_CLIENT: z.coerce.number().int().positive().default(20),
+  /** Bytes a build event stream may hold for a client that does not read, before it is dropped. */
+  RUNBOAT_EVENTS_MAX_BUFFER_BYTES: z.coerce.number().int().min(1024).default(16777216),
+  /** Seconds a build event stream may hold unsent bytes before its client is dropped. */
+  RUNBOAT_EVENTS_STALL_SECONDS: z.coerce.number().positive().default(60),
+  /** Seconds between two heartbeats (comment lines) of a build event stream. */
+  RUNBOAT_EVENTS_HEARTBEAT_SECONDS: z.coerce.number().positive().default(15),
 });
 
 /** Validated settings. */

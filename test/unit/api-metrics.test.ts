@@ -61,7 +61,15 @@ beforeAll(async () => {
     metrics,
     extra: [
       githubWebhook({ secret: 'shh', insecure: false, commands, index, logger }),
-      webUi({ index, commands, workers, repos: () => [], publicStartStop: true, logger }),
+      webUi({
+        index,
+        commands,
+        workers,
+        // A configured repo without builds has its page (an unconfigured one is a 404).
+        repos: () => [{ repo: 'acme/.*', branch: '.*', sticky: false }],
+        publicStartStop: true,
+        logger,
+      }),
     ],
   });
   server = app.listen(0, '127.0.0.1');

@@ -249,7 +249,7 @@ describe('repo page', () => {
     expect(page.text).not.toContain(other.name);
     // A PR row names its target branch; a card its PR.
     expect(page.text).toMatch(
-      /#7<\/a>\s*<span class="target">into<\/span>\s*<a href="[^"]+\/tree\/16\.0">16\.0<\/a>/,
+      /#7<\/a>\s*<span class="target">into<\/span>\s*<a class="branch" href="[^"]+\/tree\/16\.0" title="16\.0">16\.0<\/a>/,
     );
     expect(page.text).toContain(
       `<a class="pr" href="https://github.com/acme/shop/pull/12">#12</a>`,

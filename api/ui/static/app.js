@@ -17,6 +17,8 @@ const body = document.body;
 /** Every build status in lifecycle order: the server's table (domain/build.ts), via the page. */
 const STATUSES = (body.dataset.statuses || '').split(',').filter(Boolean);
 const page = body.dataset.page;
+/** The session's CSRF token (layout.njk), sent with every action: proof that it comes from here. */
+const CSRF = document.querySelector('meta[name="csrf-token"]')?.getAttribute('content') || '';
 /** Every build the stream told of, by name. */
 const builds = new Map();
 /** Cards waiting for an answer to a button: name → action. */
@@ -36,6 +38,13 @@ function h(tag, attrs, ...children) {
     if (child !== null && child !== undefined && child !== false) el.append(child);
   }
   return el;
+}
+
+/** A repo in a link of this site, each part percent-encoded (the `urlpath` filter of ui.ts). */
+function urlPath(name) {
+  const parts = name.split('/');
+  if (parts.some((p) => p === '' || p === '.' || p === '..')) return encodeURIComponent(name);
+  return parts.map(encodeURIComponent).join('/');
 }
 
 function when(iso) {
@@ -132,11 +141,19 @@ function row(b) {
         h('span', { class: 'kind' }, 'PR'),
         h('a', { href: b.repo_pr_link }, '#' + c.pr),
         h('span', { class: 'target' }, 'into'),
-        h('a', { href: b.repo_target_branch_link }, c.target_branch),
+        h(
+          'a',
+          { class: 'branch', href: b.repo_target_branch_link, title: c.target_branch },
+          c.target_branch,
+        ),
       ]
     : [
         h('span', { class: 'kind' }, 'branch'),
-        h('a', { href: b.repo_target_branch_link }, c.target_branch),
+        h(
+          'a',
+          { class: 'branch', href: b.repo_target_branch_link, title: c.target_branch },
+          c.target_branch,
+        ),
       ];
   return h(
     'section',
@@ -154,7 +171,7 @@ function repoEntry(repo, counts, total) {
   return h(
     'li',
     { class: 'repo', 'data-repo': repo },
-    h('a', { class: 'repo-name', href: '/repos/' + repo }, repo),
+    h('a', { class: 'repo-name', href: '/repos/' + urlPath(repo) }, repo),
     h(
       'span',
       { class: 'counts' },
@@ -327,10 +344,10 @@ async function press(button) {
   try {
     const response = await fetch('/api/v1/builds/' + encodeURIComponent(name) + '/' + action, {
       method: 'POST',
-      headers: { accept: 'application/json' },
+      headers: { accept: 'application/json', ...(CSRF ? { 'x-csrf-token': CSRF } : {}) },
     });
     answer = await response.json().catch(() => ({}));
-    if (response.status === 401) errors.set(name, 'login required');
+    if (response.status === 401) errors.set(name, 'login required: log in (top right) first');
     else if (!response.ok)
       errors.set(name, answer.error || response.status + ' ' + response.statusText);
   } catch {
