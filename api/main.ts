@@ -3,7 +3,7 @@
  * It reads builds from an informer cache and changes them only through Temporal.
  */
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import { createGitHubClient } from '../lib/github.js';
+import { createGitHubClientFromSettings } from '../lib/github.js';
 import { createBuildLogs } from '../lib/build-logs.js';
 import { createKubeClients } from '../lib/kube.js';
 import { createLogger } from '../lib/logger.js';
@@ -66,13 +66,10 @@ async function main(): Promise<void> {
   const repos = reposFile
     ? reposFileReader(reposFile, settings.repos, (message) => logger.error(message))
     : () => settings.repos;
-  const github =
-    settings.RUNBOAT_GITHUB_TOKEN || process.env.RUNBOAT_GITHUB_API_URL
-      ? createGitHubClient({
-          apiUrl: settings.RUNBOAT_GITHUB_API_URL,
-          token: settings.RUNBOAT_GITHUB_TOKEN,
-        })
-      : undefined;
+  const github = createGitHubClientFromSettings(settings, {
+    apiUrlSet: process.env.RUNBOAT_GITHUB_API_URL !== undefined,
+    logger,
+  });
   const commands = createBuildCommands({
     client,
     temporal,
@@ -128,6 +125,7 @@ async function main(): Promise<void> {
         commands,
         index,
         logger,
+        maxConcurrent: settings.RUNBOAT_WEBHOOK_MAX_CONCURRENT,
       }),
       webUi({
         index,

@@ -3,10 +3,14 @@
  * pushes and pull requests into build requests and deleted branches and closed pull requests into
  * undeploys. It answers as soon as Temporal accepted the command, never waiting for Kubernetes, so
  * that GitHub's ten-second delivery timeout is never at risk. Redeliveries are harmless: a build is
- * named after its commit and undeploying a build twice is ignored.
+ * named after its commit and undeploying a build twice is ignored. The signature is checked by
+ * `@octokit/webhooks`; at most `maxConcurrent` deliveries are handled at once, the next ones are
+ * answered 503 with `retry-after` (GitHub records them as failed; the reconciliation poll, or a
+ * redelivery, catches them up: docs/operations.md, "Polling").
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
+import { Webhooks, type EmitterWebhookEventName } from '@octokit/webhooks';
 import type Koa from 'koa';
 import type { CommitInfo } from '../domain/build.js';
 import type { BuildView } from '../domain/build-view.js';
@@ -31,7 +35,12 @@ export interface WebhookDeps {
   /** To find the builds of a branch or pull request to undeploy. */
   index: Pick<BuildIndex, 'list'>;
   logger: Logger;
+  /** Deliveries handled at once; one more is answered 503 (default 32). */
+  maxConcurrent?: number;
 }
+
+/** Seconds a delivery refused for load is told to wait. */
+const BUSY_RETRY_AFTER_SECONDS = 1;
 
 /** `after` of a push that deleted its branch. */
 const NULL_SHA = '0'.repeat(40);
@@ -157,12 +166,27 @@ function readRawBody(request: IncomingMessage, limit: number): Promise<Buffer | 
   });
 }
 
-/** `sha256=<hex>` of the raw body, compared in constant time. */
-function signatureMatches(secret: string, body: Buffer, signature: string): boolean {
-  const expected = Buffer.from(`sha256=${createHmac('sha256', secret).update(body).digest('hex')}`);
-  const given = Buffer.from(signature);
-  // The length of a valid signature is public; only its content must not leak through timing.
-  return given.length === expected.length && timingSafeEqual(given, expected);
+/**
+ * Octokit's check of `sha256=<hex>` (constant time). Octokit refuses to check an empty body, which
+ * GitHub never sends: its signature is compared here, so that a signed empty body is answered as
+ * malformed (400), not as forged (401).
+ */
+async function signatureMatches(
+  webhooks: Webhooks,
+  secret: string,
+  body: Buffer,
+  signature: string,
+) {
+  if (body.length === 0) {
+    const expected = Buffer.from(`sha256=${createHmac('sha256', secret).digest('hex')}`);
+    const given = Buffer.from(signature);
+    return given.length === expected.length && timingSafeEqual(given, expected);
+  }
+  try {
+    return await webhooks.verify(body.toString('utf8'), signature);
+  } catch {
+    return false;
+  }
 }
 
 function parsePayload(body: Buffer, contentType: string | undefined): Payload {
@@ -189,6 +213,9 @@ export function githubWebhook(deps: WebhookDeps): Koa.Middleware {
     );
   }
   const log = deps.logger.child({ component: 'webhook' });
+  const verifier = secret ? new Webhooks({ secret }) : undefined;
+  const maxConcurrent = deps.maxConcurrent ?? 32;
+  let inFlight = 0;
   if (insecure) {
     log.warn(
       'insecure mode: unsigned webhook deliveries are accepted; never do this in production',
@@ -288,7 +315,7 @@ export function githubWebhook(deps: WebhookDeps): Koa.Middleware {
     payload: Payload,
     delivery: string | undefined,
   ): Promise<Answer> {
-    switch (event) {
+    switch (event as EmitterWebhookEventName) {
       case 'ping':
         return {
           status: 200,
@@ -320,7 +347,7 @@ export function githubWebhook(deps: WebhookDeps): Koa.Middleware {
     const signature = header(ctx, 'x-hub-signature-256');
     if (signature === undefined) {
       if (!insecure) throw new RejectedDelivery(401, 'x-hub-signature-256: missing');
-    } else if (secret && !signatureMatches(secret, body, signature)) {
+    } else if (verifier && secret && !(await signatureMatches(verifier, secret, body, signature))) {
       throw new RejectedDelivery(401, 'x-hub-signature-256: does not match the body');
     }
     const event = header(ctx, 'x-github-event');
@@ -331,6 +358,23 @@ export function githubWebhook(deps: WebhookDeps): Koa.Middleware {
   return async (ctx, next) => {
     if (ctx.path !== WEBHOOK_PATH || ctx.method !== 'POST') return next();
     const delivery = header(ctx, 'x-github-delivery');
+    if (inFlight >= maxConcurrent) {
+      // Answered, not dropped: Node reads and discards the unread body after this answer.
+      log.warn({ delivery, inFlight, maxConcurrent }, 'delivery refused: too many at once');
+      ctx.status = 503;
+      ctx.set('retry-after', String(BUSY_RETRY_AFTER_SECONDS));
+      ctx.body = { error: `more than ${maxConcurrent} deliveries at once; retry later` };
+      return;
+    }
+    inFlight++;
+    try {
+      await handleDelivery(ctx, delivery);
+    } finally {
+      inFlight--;
+    }
+  };
+
+  async function handleDelivery(ctx: Koa.Context, delivery: string | undefined): Promise<void> {
     let event = header(ctx, 'x-github-event');
     let answer: Answer;
     try {
@@ -353,5 +397,5 @@ export function githubWebhook(deps: WebhookDeps): Koa.Middleware {
     log.info({ delivery, event, repo, outcome, ...body }, 'delivery handled');
     ctx.status = status;
     ctx.body = body;
-  };
+  }
 }

@@ -219,6 +219,24 @@ const envSchema = z.object({
   RUNBOAT_GITHUB_API_URL: z.url().default('https://api.github.com'),
   /** GitHub token: commit statuses, branch heads of sticky branches and of API triggers. */
   RUNBOAT_GITHUB_TOKEN: z.string().optional(),
+  /** GitHub App id: authenticate as the App (with RUNBOAT_GITHUB_APP_PRIVATE_KEY_FILE), not a token. */
+  RUNBOAT_GITHUB_APP_ID: z
+    .string()
+    .regex(/^[0-9]+$/, 'must be the numeric App id')
+    .optional(),
+  /** File of the GitHub App's private key (PEM), as GitHub generated it. */
+  RUNBOAT_GITHUB_APP_PRIVATE_KEY_FILE: z.string().min(1).optional(),
+  /**
+   * Seconds between two polls of each configured repo's branches and open pull requests, which
+   * build new heads and undeploy deleted branches and closed pull requests without any webhook;
+   * 0: no polling (docs/operations.md, "Polling").
+   */
+  RUNBOAT_GITHUB_POLL_SECONDS: z.coerce.number().int().min(0).default(0),
+  /**
+   * With polling off and a webhook secret set: seconds between two reconciliations (the same
+   * poll, slower) that catch deliveries GitHub could not make; 0: none.
+   */
+  RUNBOAT_GITHUB_RECONCILE_SECONDS: z.coerce.number().int().min(0).default(900),
   /** Public URL of the runboat UI, for the links of commit statuses. */
   RUNBOAT_BASE_URL: z.url().default('http://127.0.0.1:8000'),
   /** Level of the JSON logs (pino) on stdout. */
@@ -261,6 +279,8 @@ const envSchema = z.object({
   RUNBOAT_WEBHOOK_SECRET: z.string().min(1).optional(),
   /** Development only: accept unsigned webhook deliveries. */
   RUNBOAT_WEBHOOK_INSECURE: bool.default(false),
+  /** Webhook deliveries handled at once; one more is answered 503 with `retry-after`. */
+  RUNBOAT_WEBHOOK_MAX_CONCURRENT: positiveInt.default(32),
   /** Admin credential: the HTTP Basic user (with RUNBOAT_ADMIN_PASSWORD); or a token, or both. */
   RUNBOAT_ADMIN_USER: z.string().min(1).optional(),
   /** Admin credential: the HTTP Basic password of RUNBOAT_ADMIN_USER. */

@@ -31,7 +31,7 @@ import {
   initStartedSignal,
 } from '../domain/messages.js';
 import { createBuildMetrics, registerBuildsGauge } from '../lib/build-metrics.js';
-import { createGitHubClient } from '../lib/github.js';
+import { createGitHubClientFromSettings } from '../lib/github.js';
 import { createKubeClients } from '../lib/kube.js';
 import { createLogger } from '../lib/logger.js';
 import { loadSettings, reposFileReader, SettingsError } from '../lib/settings.js';
@@ -124,13 +124,10 @@ async function main(): Promise<void> {
       retrySeconds: settings.RUNBOAT_CLEANUP_RETRY_SECONDS,
     },
   };
-  const github =
-    settings.RUNBOAT_GITHUB_TOKEN || process.env.RUNBOAT_GITHUB_API_URL
-      ? createGitHubClient({
-          apiUrl: settings.RUNBOAT_GITHUB_API_URL,
-          token: settings.RUNBOAT_GITHUB_TOKEN,
-        })
-      : undefined;
+  const github = createGitHubClientFromSettings(settings, {
+    apiUrlSet: process.env.RUNBOAT_GITHUB_API_URL !== undefined,
+    logger,
+  });
   // One init limit for every init worker: a slots workflow per init task queue (docs/architecture.md).
   const initSlots = {
     workflowId: initSlotsWorkflowId(settings.RUNBOAT_INIT_TASK_QUEUE),

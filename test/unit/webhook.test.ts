@@ -117,7 +117,12 @@ afterEach(async () => {
 
 /** Starts the webhook in a Koa app on a free loopback port. */
 async function startReceiver(
-  options: { builds?: BuildView[]; secret?: string | undefined; insecure?: boolean } = {},
+  options: {
+    builds?: BuildView[];
+    secret?: string | undefined;
+    insecure?: boolean;
+    maxConcurrent?: number;
+  } = {},
 ): Promise<Receiver> {
   const commands = new FakeCommands();
   const logs: Record<string, unknown>[] = [];
@@ -135,6 +140,7 @@ async function startReceiver(
       commands,
       index: fakeIndex(options.builds ?? []),
       logger: pino({ level: 'info' }, sink),
+      ...(options.maxConcurrent === undefined ? {} : { maxConcurrent: options.maxConcurrent }),
     }),
   );
   const server = app.listen(0, '127.0.0.1');
@@ -517,6 +523,62 @@ describe('github webhook: bad input', () => {
     expect(response.status).toBe(413);
     expect(await response.json()).toEqual({ error: expect.stringContaining('larger') });
     expect(commands.triggers).toEqual([]);
+  });
+
+  it('answers 503 with retry-after past the concurrency cap, never dropping a connection', async () => {
+    const { url, commands } = await startReceiver({ maxConcurrent: 2 });
+    // Two deliveries held inside the commands: the cap is reached.
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const trigger = commands.trigger.bind(commands);
+    commands.trigger = async (commit, how) => {
+      await held;
+      return trigger(commit, how);
+    };
+    const first = deliver(
+      url,
+      'push',
+      pushPayload({ repo: REPO, after: commitSha('cap-1') }),
+      SECRET,
+    );
+    const second = deliver(
+      url,
+      'push',
+      pushPayload({ repo: REPO, after: commitSha('cap-2') }),
+      SECRET,
+    );
+    await expect.poll(() => commands.supportsCalls.length).toBe(2);
+    const body = JSON.stringify(pushPayload({ repo: REPO, after: commitSha('cap-3') }));
+    const refused = await fetch(url, {
+      method: 'POST',
+      body,
+      headers: {
+        'content-type': 'application/json',
+        'x-github-event': 'push',
+        'x-hub-signature-256': signPayload(body, SECRET),
+      },
+    });
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBe('1');
+    expect(await refused.json()).toEqual({ error: expect.stringContaining('at once') });
+    release();
+    expect((await first).status).toBe(202);
+    expect((await second).status).toBe(202);
+    // Below the cap again: the refused delivery, sent again, is handled.
+    expect(
+      (
+        await postDelivery(url, body, {
+          'content-type': 'application/json',
+          'x-github-event': 'push',
+          'x-hub-signature-256': signPayload(body, SECRET),
+        })
+      ).status,
+    ).toBe(202);
+    expect(commands.triggers.map(([commit]) => commit.gitCommit)).toEqual([
+      commitSha('cap-1'),
+      commitSha('cap-2'),
+      commitSha('cap-3'),
+    ]);
   });
 
   it('leaves other methods and paths to the next middleware', async () => {
