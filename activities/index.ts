@@ -4,7 +4,8 @@
  * statuses. Built by `createActivities(deps)`; workflows import the type only.
  * How kubefiles are rendered and applied: docs/kubefiles.md; failures: docs/failures.md.
  */
-import { isAbsolute, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { isAbsolute, join, resolve } from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import {
   PatchStrategy,
@@ -397,6 +398,11 @@ export function createActivities(deps: ActivityDeps) {
       );
     }
     const kubefiles = config.kubefiles;
+    const kubefilesDir = kubefiles
+      ? isAbsolute(kubefiles)
+        ? kubefiles
+        : resolve(deps.reposDir, kubefiles)
+      : defaultKubefilesDir;
     const source = sourceOf(build, entry);
     const imageBuild = config.imageBuild && resolveImageBuild(build.commit, config.imageBuild);
     return {
@@ -413,13 +419,14 @@ export function createActivities(deps: ActivityDeps) {
             ),
           ),
       templateVars: config.templateVars,
-      kubefilesDir: kubefiles
-        ? isAbsolute(kubefiles)
-          ? kubefiles
-          : resolve(deps.reposDir, kubefiles)
-        : defaultKubefilesDir,
+      kubefilesDir,
       deployLink: `https://${build.slug}.${deps.buildDomain}`,
       source,
+      // Known now, so that a start or stop without a hook costs no activity.
+      hooks: {
+        start: existsSync(join(kubefilesDir, 'start.yaml.njk')),
+        stop: existsSync(join(kubefilesDir, 'stop.yaml.njk')),
+      },
       ...(imageBuild ? { imageBuild } : {}),
     };
   };

@@ -101,6 +101,8 @@ export interface ResolvedBuild {
   deployLink: string;
   /** Where the scripts fetch the commit from and what they install; absent in older histories. */
   source?: BuildSource;
+  /** Whether the kubefiles have `start` and `stop` hooks; absent in older histories (then: ask). */
+  hooks?: { start: boolean; stop: boolean };
   /** The image built before the init; absent: the configured image is used as it is. */
   imageBuild?: ResolvedImageBuild;
 }

@@ -629,7 +629,8 @@ class Build {
     }
     switch (action.kind) {
       case 'start': {
-        await short.applyHook(this.ref, await this.configuration(), 'start');
+        const config = await this.configuration();
+        if (config.hooks?.start !== false) await short.applyHook(this.ref, config, 'start');
         this.state.lastScaled = await local.scale.executeWithOptions({ summary: 'scale to 1' }, [
           this.state.name,
           1,
@@ -647,7 +648,8 @@ class Build {
           0,
           this.shown('stopped'),
         ]);
-        await short.applyHook(this.ref, await this.configuration(), 'stop');
+        const config = await this.configuration();
+        if (config.hooks?.stop !== false) await short.applyHook(this.ref, config, 'stop');
         this.setStatus('stopped');
         done();
         return false;

@@ -4,6 +4,7 @@
  * details say its status (and why it failed), and its activities say what each step was.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startUpdate, stopUpdate } from '../../domain/messages.js';
 import { buildName } from '../../domain/names.js';
 import { createBuildEnv, testRepos, type BuildEnv } from './build-env.js';
 
@@ -45,13 +46,26 @@ describe('a build workflow in the Temporal UI', () => {
     expect(await description.staticDetails()).toContain('from mallory/shop');
     await expect.poll(() => currentDetails(name)).toBe('**stopped**');
 
+    await handle.executeUpdate(startUpdate);
+    await env.waitForStatus(name, 'started');
+    await handle.executeUpdate(stopUpdate);
+    await env.waitForStatus(name, 'stopped');
     const history = await handle.fetchHistory();
+    const scheduled = (history.events ?? []).map(
+      (event) => event.activityTaskScheduledEventAttributes?.activityType?.name,
+    );
+    // The default kubefiles have no start or stop hook: known at resolution, no activity asks.
+    expect(scheduled).not.toContain('applyHook');
     const steps = (history.events ?? [])
       .filter((event) => event.activityTaskScheduledEventAttributes)
       .map((event) => text(event.userMetadata?.summary))
       .filter(Boolean);
     expect(steps).toEqual(
-      expect.arrayContaining(['apply the deployment kubefiles', `init Job ${name}-init-1`]),
+      expect.arrayContaining([
+        'apply the deployment kubefiles',
+        `init Job ${name}-init-1`,
+        'wait for a ready pod',
+      ]),
     );
   });
 
