@@ -27,6 +27,7 @@ import { createKubeClients } from '../lib/kube.js';
 import { connectClient, ensureBuild } from '../lib/temporal.js';
 import { startSandbox } from '../dev/sandbox.js';
 import { spawnWorker } from '../dev/worker-process.js';
+import { FirstSeen, summary } from './bench-kit.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -38,40 +39,6 @@ const { values: args } = parseArgs({
 const builds = Number(args.builds);
 const starts = Math.min(Number(args.starts), builds);
 const slots = Number(args.slots);
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  if (sorted.length === 0) return NaN;
-  const index = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
-  return sorted[Math.max(0, index)] ?? NaN;
-}
-
-function summary(values: number[]) {
-  return {
-    n: values.length,
-    median: percentile(values, 50),
-    p95: percentile(values, 95),
-    min: Math.min(...values),
-    max: Math.max(...values),
-  };
-}
-
-/** First time each key was seen satisfying a condition, by a watch of this process. */
-class FirstSeen {
-  readonly at = new Map<string, number>();
-  mark(key: string): void {
-    if (!this.at.has(key)) this.at.set(key, performance.now());
-  }
-  async waitFor(key: string, timeoutMs: number): Promise<number> {
-    const deadline = performance.now() + timeoutMs;
-    for (;;) {
-      const seen = this.at.get(key);
-      if (seen !== undefined) return seen;
-      if (performance.now() > deadline) throw new Error(`timed out waiting for ${key}`);
-      await new Promise((r) => setTimeout(r, 5));
-    }
-  }
-}
 
 async function main(): Promise<void> {
   const sandbox = await startSandbox({ log: (line) => console.log(`[sandbox] ${line}`) });

@@ -16,20 +16,13 @@ import { startSandbox } from '../dev/sandbox.js';
 import { spawnApi } from '../dev/worker-process.js';
 import { createKubeClients } from '../lib/kube.js';
 import { deliver, pushPayload } from '../dev/webhook-deliveries.js';
+import { percentile } from './bench-kit.js';
 
 const { values: args } = parseArgs({
   options: { deliveries: { type: 'string', default: '1000' } },
 });
 const deliveries = Number(args.deliveries);
 const SECRET = 'bench-secret';
-
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return (
-    sorted[Math.max(0, Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1))] ??
-    NaN
-  );
-}
 
 async function run(url: string, count: number, concurrency: number, prefix: string) {
   const latencies: number[] = [];

@@ -15,16 +15,11 @@ import { parseArgs } from 'node:util';
 import { startSandbox } from '../dev/sandbox.js';
 import { spawnWorker } from '../dev/worker-process.js';
 import { createKubeClients } from '../lib/kube.js';
+import { median } from './bench-kit.js';
 
 const { values: args } = parseArgs({ options: { runs: { type: 'string', default: '3' } } });
 const runs = Number(args.runs);
 const projectRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
-
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-};
 
 async function main(): Promise<void> {
   if (!existsSync(join(projectRoot, 'dist', 'workflow-bundle.js'))) {

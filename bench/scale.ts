@@ -1,0 +1,1241 @@
+/**
+ * The scale benchmark (`npm run bench:scale`): a sandbox of its own brought to N deployed builds
+ * (most adopted from Deployments written as the Python runboat leaves them, the rest through the
+ * signed webhook), one builds worker, one init worker and one API as real processes, with
+ * `RUNBOAT_MAX_STARTED=150`, `RUNBOAT_MAX_INITIALIZING=20` and `RUNBOAT_MAX_DEPLOYED=N`; then, at
+ * N builds, every figure of the scale targets (README, "Scale"; docs/operations.md), a churn of
+ * pushes, starts and stops, and the restarts: API, worker, Temporal with its database wiped.
+ * Writes bench/reports/scale.{json,md}.
+ *
+ *   npm run bench:scale -- [--builds 10000] [--churn-seconds 60] [--runs 3] [--starts 20]
+ *                          [--idle-seconds 30] [--init-seconds 3] [--from source|dist]
+ *
+ * Cheap figures are measured in each of `--runs` runs and reported as the median of the runs'
+ * medians and p99s; the fill, the churn, idle, and the three restarts happen once.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readdir, readFile, writeFile, mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { Client } from '@temporalio/client';
+import { annotations, BUILD_LABEL, CLEANUP_FINALIZER } from '../domain/build.js';
+import { fleetWorkflowId, initSlotsLimitSignal, initSlotsWorkflowId } from '../domain/messages.js';
+import { buildName } from '../domain/names.js';
+import { RUN_FOR_ANNOTATION } from '../dev/kwok-stages.js';
+import { freePort } from '../dev/ports.js';
+import { restartTemporal, startSandbox, type Sandbox } from '../dev/sandbox.js';
+import { deliver, pushPayload } from '../dev/webhook-deliveries.js';
+import { spawnApi, spawnWorker, type WorkerProcess } from '../dev/worker-process.js';
+import { createKubeClients, type KubeClients } from '../lib/kube.js';
+import { connectClient } from '../lib/temporal.js';
+import {
+  describeMachine,
+  machine,
+  machineBusySeconds,
+  median,
+  sampleProcess,
+  summary,
+  writeReport,
+} from './bench-kit.js';
+import { BuildEvents, ClusterView, readEvents } from './observers.js';
+
+const { values: args } = parseArgs({
+  options: {
+    builds: { type: 'string', default: '10000' },
+    'churn-seconds': { type: 'string', default: '60' },
+    runs: { type: 'string', default: '3' },
+    starts: { type: 'string', default: '20' },
+    'idle-seconds': { type: 'string', default: '30' },
+    'init-seconds': { type: 'string', default: '3' },
+    from: { type: 'string', default: 'source' },
+  },
+});
+const N = Number(args.builds);
+const RUNS = Number(args.runs);
+const STARTS = Number(args.starts);
+const CHURN_SECONDS = Number(args['churn-seconds']);
+const IDLE_SECONDS = Number(args['idle-seconds']);
+const INIT_SECONDS = Number(args['init-seconds']);
+const FROM = args.from === 'dist' ? 'dist' : 'source';
+/** 150, as in production; half the builds in a small run. */
+const MAX_STARTED = Math.min(150, Math.floor(N / 2));
+const MAX_INITIALIZING = 20;
+const SECRET = 'bench-secret';
+const ADMIN_TOKEN = 'bench-admin-token-0123456789';
+/** Webhook builds go to this repo; its init Jobs run `--init-seconds`. */
+const CONFIGURED = 'Acme/Shop';
+const UNCONFIGURED = 'Other/Unknown';
+/**
+ * The churn's pushes go to this repo, whose init Jobs run as long as a real init (minutes at OCA;
+ * 30 s here): 20 initializing at once then needs a push every 1.5 s, not 7 a second.
+ */
+const CHURN = 'Acme/Churn';
+const CHURN_INIT_SECONDS = 30;
+/** The bulk: Deployments of `acme/legacy-<k>`, ~1,000 per repo (the filtered list's size). */
+const WEBHOOK_FILL = Math.min(200, Math.max(5, Math.round(N * 0.02)));
+const ADOPTED = N - WEBHOOK_FILL;
+const LEGACY_REPOS = Math.max(1, Math.ceil(ADOPTED / 1000));
+
+/** The code measured: the commit, and how many files of the working tree differ from it. */
+function codeRevision(): string {
+  const git = (...argv: string[]) => execFileSync('git', argv, { encoding: 'utf8' }).trim();
+  try {
+    const changed = git('status', '--porcelain', '--untracked-files=no')
+      .split('\n')
+      .filter(Boolean);
+    return `commit ${git('rev-parse', '--short', 'HEAD')}${changed.length ? ` with ${changed.length} files changed in the working tree` : ''}`;
+  } catch {
+    return 'not a git checkout';
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const now = () => performance.now();
+const log = (line: string) => console.log(`[bench] ${line}`);
+
+/** Everything the phases share. */
+interface Bench {
+  sandbox: Sandbox;
+  work: string;
+  namespace: string;
+  kube: KubeClients;
+  client: Client;
+  cluster: ClusterView;
+  events: BuildEvents;
+  api: WorkerProcess & { url: string };
+  buildsWorker: WorkerProcess;
+  initWorker: WorkerProcess;
+  apiEnv: NodeJS.ProcessEnv;
+  workerEnv: NodeJS.ProcessEnv;
+  queues: { builds: string; init: string };
+  /** Builds asked for through the webhook whose outcome is not seen yet. */
+  pending: Set<string>;
+}
+
+/** Waits until a condition holds, checking every `everyMs`. */
+async function waitUntil(what: string, condition: () => boolean, timeoutMs: number, everyMs = 100) {
+  const deadline = now() + timeoutMs;
+  while (!condition()) {
+    if (now() > deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+/** Runs `count` tasks, `concurrency` at a time. */
+async function pool(count: number, concurrency: number, task: (index: number) => Promise<void>) {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, count) }, async () => {
+      while (next < count) await task(next++);
+    }),
+  );
+}
+
+/** Sends a signed push; for a configured repo, resolves with the build name the API answered. */
+async function push(b: Bench, repo: string, branch: string): Promise<string | undefined> {
+  const payload = pushPayload({ repo, branch, after: randomBytes(20).toString('hex') });
+  const answer = await deliver(`${b.api.url}/webhooks/github`, 'push', payload, SECRET);
+  if (answer.status >= 300)
+    throw new Error(`webhook: ${answer.status} ${JSON.stringify(answer.body)}`);
+  const build = (answer.body as { build?: string } | undefined)?.build;
+  if (build) b.pending.add(build);
+  return build;
+}
+
+async function api(b: Bench, method: 'GET' | 'POST', path: string) {
+  const response = await fetch(`${b.api.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+  });
+  const text = await response.text();
+  return { status: response.status, body: text };
+}
+
+/** Forgets the pending builds whose outcome the cluster shows. */
+function settle(b: Bench): void {
+  for (const name of b.pending) {
+    const s = b.cluster.deployments.get(name)?.status;
+    if (s === 'stopped' || s === 'failed' || s === 'started' || s === 'undeploying') {
+      b.pending.delete(name);
+    }
+  }
+}
+
+/** Waits until nothing is queued or initializing. */
+async function drain(b: Bench, timeoutMs = 600_000): Promise<void> {
+  await waitUntil(
+    'queued and initializing builds to finish',
+    () => {
+      settle(b);
+      return (
+        b.pending.size === 0 &&
+        b.cluster.activeInit.size === 0 &&
+        b.cluster.count('todo') + b.cluster.count('initializing') === 0
+      );
+    },
+    timeoutMs,
+    250,
+  );
+}
+
+/** The processes whose CPU and memory the report gives: ours, and the sandbox's servers. */
+async function processes(b: Bench): Promise<Record<string, number>> {
+  const pids: Record<string, number> = {
+    'builds worker': b.buildsWorker.child.pid ?? 0,
+    'init worker': b.initWorker.child.pid ?? 0,
+    api: b.api.child.pid ?? 0,
+  };
+  const info = JSON.parse(await readFile(join(b.sandbox.runDir, 'sandbox.json'), 'utf8')) as {
+    temporal: { pid: number };
+  };
+  pids.temporal = info.temporal.pid;
+  const pidDir = join(b.sandbox.kube.workDir, 'clusters', b.sandbox.kube.name, 'pids');
+  for (const file of await readdir(pidDir).catch(() => [] as string[])) {
+    const pid = Number((await readFile(join(pidDir, file), 'utf8')).trim());
+    if (pid) pids[file.replace(/\.pid$/, '')] = pid;
+  }
+  return pids;
+}
+
+const OURS = ['builds worker', 'init worker', 'api'];
+const MACHINE = 'whole machine (every process)';
+
+/** CPU seconds of each process so far, and its RSS now. */
+async function snapshot(b: Bench) {
+  const result: Record<string, { pid: number; cpuSeconds: number; rssMiB: number }> = {};
+  for (const [name, pid] of Object.entries(await processes(b))) {
+    const sample = await sampleProcess(pid).catch(() => undefined);
+    if (sample) result[name] = { pid, ...sample };
+  }
+  return { at: now(), processes: result, machineBusySeconds: await machineBusySeconds() };
+}
+type Snapshot = Awaited<ReturnType<typeof snapshot>>;
+
+/** Percent of one core used by each process between two snapshots. */
+function cpuBetween(a: Snapshot, z: Snapshot): Record<string, number> {
+  const seconds = (z.at - a.at) / 1000;
+  const out: Record<string, number> = {};
+  for (const [name, end] of Object.entries(z.processes)) {
+    const start = a.processes[name];
+    // A process restarted in between (Temporal after the wipe) has no comparable CPU time.
+    if (start && start.pid === end.pid)
+      out[name] = Math.round(((end.cpuSeconds - start.cpuSeconds) / seconds) * 1000) / 10;
+  }
+  // Everything the machine ran, other users' processes included (at most 100 % × cores).
+  out[MACHINE] = Math.round(((z.machineBusySeconds - a.machineBusySeconds) / seconds) * 1000) / 10;
+  return out;
+}
+
+const mib = (s: Snapshot, name: string) => s.processes[name]?.rssMiB ?? NaN;
+
+// ---------------------------------------------------------------------------------------------
+// Set-up and fill
+
+async function createLegacyDeployments(kube: KubeClients, namespace: string): Promise<void> {
+  log(`writing ${ADOPTED} build Deployments as the Python runboat leaves them`);
+  const began = now();
+  let created = 0;
+  const progress = setInterval(() => {
+    const s = (now() - began) / 1000;
+    log(
+      `[fill] ${s.toFixed(0)} s: ${created}/${ADOPTED} Deployments written (${(created / s).toFixed(0)}/s)`,
+    );
+  }, 5000);
+  try {
+    await pool(ADOPTED, 16, async (i) => {
+      const commit = {
+        repo: `acme/legacy-${i % LEGACY_REPOS}`,
+        targetBranch: `branch-${Math.floor(i / LEGACY_REPOS) % 100}`,
+        pr: null,
+        gitCommit: randomBytes(20).toString('hex'),
+      };
+      const name = buildName(commit);
+      await kube.apps.createNamespacedDeployment({
+        namespace,
+        body: {
+          metadata: {
+            name,
+            labels: { [BUILD_LABEL]: name },
+            annotations: {
+              [annotations.repo]: commit.repo,
+              [annotations.targetBranch]: commit.targetBranch,
+              [annotations.pr]: '',
+              [annotations.gitCommit]: commit.gitCommit,
+              [annotations.initStatus]: 'succeeded',
+              // Oldest first, a minute apart: the ones MAX_DEPLOYED evicts first.
+              [annotations.lastScaled]: new Date(Date.now() - (ADOPTED - i) * 60_000).toISOString(),
+            },
+            finalizers: [CLEANUP_FINALIZER],
+          },
+          spec: {
+            replicas: 0,
+            selector: { matchLabels: { [BUILD_LABEL]: name } },
+            template: {
+              metadata: { labels: { [BUILD_LABEL]: name } },
+              spec: { containers: [{ name: 'odoo', image: 'ghcr.io/acme/odoo:16.0' }] },
+            },
+          },
+        },
+      });
+      created++;
+    });
+  } finally {
+    clearInterval(progress);
+  }
+  log(`[fill] ${ADOPTED} Deployments written in ${((now() - began) / 1000).toFixed(1)} s`);
+}
+
+async function setUp(sandbox: Sandbox, work: string): Promise<Bench> {
+  const kube = createKubeClients({
+    kubeconfig: sandbox.kube.kubeconfig,
+    context: sandbox.kube.context,
+  });
+  const namespace = 'bench-scale';
+  await kube.core.createNamespace({ body: { metadata: { name: namespace } } });
+  const reposFile = join(work, 'repos.yaml');
+  await writeFile(
+    reposFile,
+    JSON.stringify([
+      {
+        repo: 'acme/churn',
+        branch: '.*',
+        builds: [
+          {
+            image: 'ghcr.io/acme/odoo:16.0',
+            templateVars: {
+              initPodAnnotations: { [RUN_FOR_ANNOTATION]: `${CHURN_INIT_SECONDS}s` },
+            },
+          },
+        ],
+      },
+      {
+        repo: 'acme/.*',
+        branch: '.*',
+        builds: [
+          {
+            image: 'ghcr.io/acme/odoo:16.0',
+            templateVars: { initPodAnnotations: { [RUN_FOR_ANNOTATION]: `${INIT_SECONDS}s` } },
+          },
+        ],
+      },
+    ]),
+  );
+  const queues = { builds: 'bench-builds', init: 'bench-init' };
+  const common: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    RUNBOAT_TEMPORAL_ADDRESS: sandbox.temporal.address,
+    RUNBOAT_TEMPORAL_NAMESPACE: sandbox.temporal.namespace,
+    RUNBOAT_BUILDS_TASK_QUEUE: queues.builds,
+    RUNBOAT_INIT_TASK_QUEUE: queues.init,
+    RUNBOAT_BUILD_NAMESPACE: namespace,
+    RUNBOAT_KUBECONFIG: sandbox.kube.kubeconfig,
+    RUNBOAT_KUBE_CONTEXT: sandbox.kube.context,
+    RUNBOAT_REPOS_FILE: reposFile,
+    RUNBOAT_MAX_STARTED: String(MAX_STARTED),
+    RUNBOAT_MAX_DEPLOYED: String(N),
+    RUNBOAT_MAX_INITIALIZING: String(MAX_INITIALIZING),
+  };
+  const apiEnv = {
+    ...common,
+    RUNBOAT_API_PORT: String(await freePort()),
+    RUNBOAT_WEBHOOK_SECRET: SECRET,
+    RUNBOAT_ADMIN_TOKEN: ADMIN_TOKEN,
+  };
+  const cluster = new ClusterView(kube, namespace, MAX_STARTED);
+  await cluster.start();
+  await createLegacyDeployments(kube, namespace);
+  log(`starting the API, the builds worker and the init worker (from ${FROM})`);
+  const api = await spawnApi(apiEnv, join(work, 'api.log'), 300_000, { from: FROM });
+  const buildsWorker = await spawnWorker(
+    { ...common, RUNBOAT_WORKER_ROLES: 'builds' },
+    join(work, 'builds-worker.log'),
+    300_000,
+    { from: FROM },
+  );
+  const initWorker = await spawnWorker(
+    { ...common, RUNBOAT_WORKER_ROLES: 'init' },
+    join(work, 'init-worker.log'),
+    300_000,
+    { from: FROM },
+  );
+  const events = new BuildEvents(`${api.url}/api/v1/build-events`);
+  events.start();
+  const client = await connectClient({
+    address: sandbox.temporal.address,
+    namespace: sandbox.temporal.namespace,
+  });
+  return {
+    sandbox,
+    work,
+    namespace,
+    kube,
+    client,
+    cluster,
+    events,
+    api,
+    buildsWorker,
+    initWorker,
+    apiEnv,
+    workerEnv: common,
+    queues,
+    pending: new Set(),
+  };
+}
+
+/** Waits for N deployed builds (the adopter's and the webhook's), printing the progress. */
+async function fill(b: Bench) {
+  const began = now();
+  const cpuAtStart = await snapshot(b);
+  const deployed = () => b.cluster.count('stopped') + b.cluster.count('started');
+  let last = { at: began, deployed: deployed() };
+  const progress = setInterval(() => {
+    void snapshot(b).then((s) => {
+      const d = deployed();
+      const t = now();
+      log(
+        `[fill] ${((t - began) / 1000).toFixed(0)} s: ${d}/${N} deployed ` +
+          `(${((d - last.deployed) / ((t - last.at) / 1000)).toFixed(0)}/s now, ` +
+          `${(d / ((t - began) / 1000)).toFixed(0)}/s overall), ${b.cluster.count('failed')} failed; ` +
+          `RSS builds worker ${mib(s, 'builds worker').toFixed(0)} MiB, api ${mib(s, 'api').toFixed(0)} MiB`,
+      );
+      last = { at: t, deployed: d };
+    });
+  }, 5000);
+  try {
+    await pool(WEBHOOK_FILL, 4, async (i) => {
+      await push(b, CONFIGURED, `fill-${i % 50}`);
+    });
+    await waitUntil(`${N} deployed builds`, () => deployed() >= N, 3_600_000, 250);
+    await drain(b);
+  } finally {
+    clearInterval(progress);
+  }
+  const seconds = (now() - began) / 1000;
+  const cpu = cpuBetween(cpuAtStart, await snapshot(b));
+  log(
+    `[fill] ${N} deployed in ${seconds.toFixed(1)} s (${(N / seconds).toFixed(0)}/s); CPU % ${JSON.stringify(cpu)}`,
+  );
+  return {
+    seconds,
+    perSecond: N / seconds,
+    adopted: ADOPTED,
+    throughWebhook: WEBHOOK_FILL,
+    cpuPercent: cpu,
+  };
+}
+
+/** Starts builds until MAX_STARTED run. */
+async function startToLimit(b: Bench) {
+  const began = now();
+  const candidates = b.cluster.newest('stopped', 'acme/legacy-', MAX_STARTED * 2).reverse();
+  await pool(MAX_STARTED - b.cluster.scaledUp.size, 5, async () => {
+    for (;;) {
+      const name = candidates.pop();
+      if (!name) throw new Error('no stopped build left to start');
+      if ((await api(b, 'POST', `/api/v1/builds/${name}/start`)).status === 202) return;
+    }
+  });
+  await waitUntil(
+    `${MAX_STARTED} started`,
+    () => b.cluster.count('started') >= MAX_STARTED,
+    300_000,
+  );
+  log(`${MAX_STARTED} builds started in ${((now() - began) / 1000).toFixed(1)} s`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figures measured in each run
+
+/** Webhooks for a repo that is not configured: one at a time (latency), 10 at a time (rate). */
+async function unconfiguredWebhooks(b: Bench) {
+  const one = async (index: number, prefix: string) => {
+    const payload = pushPayload({
+      repo: UNCONFIGURED,
+      branch: `${prefix}-${index}`,
+      after: randomBytes(20).toString('hex'),
+    });
+    const t0 = now();
+    const answer = await deliver(`${b.api.url}/webhooks/github`, 'push', payload, SECRET);
+    if (answer.status >= 300) throw new Error(`unconfigured webhook: ${answer.status}`);
+    return now() - t0;
+  };
+  for (let i = 0; i < 50; i++) await one(i, 'warm');
+  const sequential: number[] = [];
+  for (let i = 0; i < 500; i++) sequential.push(await one(i, 'seq'));
+  const concurrent: number[] = [];
+  const began = now();
+  await pool(2000, 10, async (i) => {
+    concurrent.push(await one(i, 'par'));
+  });
+  const perSecond = 2000 / ((now() - began) / 1000);
+  return { sequential, concurrent, perSecond };
+}
+
+/** GET requests, one at a time; returns the latencies and the size of the last answer. */
+async function timedGets(b: Bench, path: string, count = 200) {
+  const latencies: number[] = [];
+  let items = 0;
+  for (let i = 0; i < count + 10; i++) {
+    const t0 = now();
+    const response = await fetch(`${b.api.url}${path}`);
+    const body = (await response.json()) as unknown;
+    const ms = now() - t0;
+    if (response.status !== 200) throw new Error(`GET ${path}: ${response.status}`);
+    if (i >= 10) latencies.push(ms);
+    items = Array.isArray(body) ? body.length : 1;
+  }
+  return { latencies, items };
+}
+
+/** A new client's SSE connection: time until it received every build once. */
+async function sseReplay(b: Bench): Promise<{ ms: number; builds: number }> {
+  const expected = ((await (await fetch(`${b.api.url}/api/v1/builds`)).json()) as unknown[]).length;
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), 60_000);
+  const t0 = now();
+  let received = 0;
+  let last = t0;
+  await readEvents(`${b.api.url}/api/v1/build-events`, controller.signal, (event) => {
+    if (event !== 'upd') return;
+    last = now();
+    return ++received < expected;
+  }).catch(() => undefined);
+  clearTimeout(timer);
+  controller.abort();
+  return { ms: received >= expected ? last - t0 : NaN, builds: received };
+}
+
+/** Webhook → the build's Deployment exists, one at a time. */
+async function webhookToDeployment(b: Bench, count = 20): Promise<number[]> {
+  const latencies: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const t0 = now();
+    const name = await push(b, CONFIGURED, `one-${i % 10}`);
+    if (!name) throw new Error('no build from the webhook');
+    latencies.push((await b.cluster.exists.waitFor(name, t0, 60_000)) - t0);
+  }
+  return latencies;
+}
+
+/** Webhooks for a configured repo, 10 at a time (each a new build). */
+async function configuredWebhooks(b: Bench, count = 100): Promise<number[]> {
+  const latencies: number[] = [];
+  await pool(count, 10, async (i) => {
+    const t0 = now();
+    await push(b, CONFIGURED, `par-${i % 20}`);
+    latencies.push(now() - t0);
+  });
+  return latencies;
+}
+
+/**
+ * Starts of stopped builds with MAX_STARTED running, one at a time: each crosses the limit, and
+ * the next waits until the fleet has restored it.
+ */
+async function starts(b: Bench) {
+  const toScaled: number[] = [];
+  const toStarted: number[] = [];
+  const readyToStarted: number[] = [];
+  const restoresBefore = b.cluster.restores.length;
+  const candidates = b.cluster.newest('stopped', '', STARTS * 3).reverse();
+  for (let i = 0; i < STARTS; i++) {
+    await waitUntil(
+      'the started limit restored',
+      () => b.cluster.scaledUp.size <= MAX_STARTED,
+      60_000,
+      20,
+    );
+    const name = candidates.pop();
+    if (!name) break;
+    const t0 = now();
+    const answer = await api(b, 'POST', `/api/v1/builds/${name}/start`);
+    if (answer.status !== 202) {
+      log(`start ${name}: ${answer.status} ${answer.body}`);
+      continue;
+    }
+    const scaledAt = await b.cluster.scaled.waitFor(name, t0, 60_000);
+    const startedAt = await b.cluster.status.waitFor(`${name} started`, t0, 60_000);
+    const readyAt = await b.cluster.podReady.waitFor(name, t0, 10_000);
+    toScaled.push(scaledAt - t0);
+    toStarted.push(startedAt - t0);
+    readyToStarted.push(startedAt - readyAt);
+  }
+  await waitUntil(
+    'the started limit restored',
+    () => b.cluster.scaledUp.size <= MAX_STARTED,
+    60_000,
+    20,
+  );
+  return {
+    toScaled,
+    toStarted,
+    readyToStarted,
+    restores: b.cluster.restores.slice(restoresBefore),
+  };
+}
+
+/** 50 builds at once: init Job Complete (cluster) → `stopped` in the API's events. */
+async function burst(b: Bench, count = 50) {
+  const t0 = now();
+  const names: string[] = [];
+  await pool(count, 10, async (i) => {
+    const name = await push(b, CONFIGURED, `burst-${i}`);
+    if (name) names.push(name);
+  });
+  const latencies: number[] = [];
+  // Where the time goes: the workflow writing `stopped` on the Deployment, then the API seeing it.
+  const toCluster: number[] = [];
+  const clusterToApi: number[] = [];
+  for (const name of names) {
+    const completeAt = await b.cluster.jobComplete.waitFor(name, t0, 600_000);
+    const labelledAt = await b.cluster.status.waitFor(`${name} stopped`, t0, 600_000);
+    const visibleAt = await b.events.status.waitFor(`${name} stopped`, t0, 600_000);
+    latencies.push(visibleAt - completeAt);
+    toCluster.push(labelledAt - completeAt);
+    clusterToApi.push(visibleAt - labelledAt);
+  }
+  return { latencies, toCluster, clusterToApi };
+}
+
+/** 40 builds queued at once with 4 init slots: makespan against 10 waves of the Job time. */
+async function initUtilisation(b: Bench) {
+  const slots = b.client.workflow.getHandle(initSlotsWorkflowId(b.queues.init));
+  await slots.signal(initSlotsLimitSignal, 4);
+  await sleep(1000);
+  b.cluster.resetPeak();
+  const t0 = now();
+  const names: string[] = [];
+  try {
+    await pool(40, 10, async (i) => {
+      const name = await push(b, CONFIGURED, `util-${i}`);
+      if (name) names.push(name);
+    });
+    let last = t0;
+    for (const name of names) {
+      last = Math.max(last, await b.cluster.status.waitFor(`${name} stopped`, t0, 600_000));
+    }
+    const jobMs = median(
+      names.map((name) => b.cluster.jobMs.get(name) ?? NaN).filter(Number.isFinite),
+    );
+    const makespanMs = last - t0;
+    return {
+      makespanMs,
+      jobMs,
+      ratio: makespanMs / (10 * jobMs),
+      peak: b.cluster.peakInit,
+      builds: names.length,
+    };
+  } finally {
+    await slots.signal(initSlotsLimitSignal, MAX_INITIALIZING);
+  }
+}
+
+async function measureRun(b: Bench, run: number) {
+  log(`run ${run}: webhooks for a repo that is not configured`);
+  const unconfigured = await unconfiguredWebhooks(b);
+  log(`run ${run}: API queries at ${b.cluster.live} builds`);
+  const filtered = await timedGets(b, '/api/v1/builds?repo=acme/legacy-0');
+  const branch = await timedGets(b, '/api/v1/builds?repo=acme/legacy-0&target_branch=branch-7');
+  const status = await timedGets(b, '/api/v1/status');
+  const sse = await sseReplay(b);
+  log(`run ${run}: webhook → Deployment, one at a time; configured repo, 10 at a time`);
+  const toDeployment = await webhookToDeployment(b);
+  const configured = await configuredWebhooks(b);
+  await drain(b);
+  log(`run ${run}: ${STARTS} starts at ${MAX_STARTED} started`);
+  const started = await starts(b);
+  await drain(b);
+  log(`run ${run}: a burst of 50 builds`);
+  const burstMs = await burst(b);
+  await drain(b);
+  log(`run ${run}: 40 builds, 4 init slots`);
+  const utilisation = await initUtilisation(b);
+  await drain(b);
+  const result = {
+    unconfigured,
+    filtered,
+    branch,
+    status,
+    sse,
+    toDeployment,
+    configured,
+    started,
+    burstMs,
+    utilisation,
+  };
+  log(
+    `run ${run}: unconfigured p50 ${summary(unconfigured.sequential).median.toFixed(1)} ms, ` +
+      `${unconfigured.perSecond.toFixed(0)}/s; list of ${filtered.items} p99 ${summary(filtered.latencies).p99.toFixed(1)} ms; ` +
+      `SSE replay ${sse.ms.toFixed(0)} ms; webhook → Deployment p50 ${summary(toDeployment).median.toFixed(0)} ms; ` +
+      `start → scaled p50 ${summary(started.toScaled).median.toFixed(0)} ms; burst p99 ${summary(burstMs.latencies).p99.toFixed(0)} ms; ` +
+      `init makespan ${(utilisation.makespanMs / 1000).toFixed(1)} s (×${utilisation.ratio.toFixed(2)}, peak ${utilisation.peak})`,
+  );
+  return result;
+}
+type Run = Awaited<ReturnType<typeof measureRun>>;
+
+// ---------------------------------------------------------------------------------------------
+// Once: churn, idle, restarts
+
+/** New pushes, starts and stops for a while; samples the counts every 500 ms. */
+async function churn(b: Bench) {
+  const until = now() + CHURN_SECONDS * 1000;
+  const restoresBefore = b.cluster.restores.length;
+  b.cluster.resetPeak();
+  const samples = {
+    started: [] as number[],
+    initializing: [] as number[],
+    todo: [] as number[],
+    deployed: [] as number[],
+  };
+  const counts = { pushes: 0, starts: 0, stops: 0, refused: 0 };
+  const sampler = setInterval(() => {
+    samples.started.push(b.cluster.scaledUp.size);
+    samples.initializing.push(b.cluster.activeInit.size);
+    samples.todo.push(b.cluster.count('todo'));
+    samples.deployed.push(b.cluster.live);
+  }, 500);
+  const pick = (names: string[]) => names[Math.floor(Math.random() * names.length)];
+  const before = await snapshot(b);
+  try {
+    await Promise.all([
+      (async () => {
+        // Enough in the queue that all 20 init slots stay busy.
+        while (now() < until) {
+          settle(b);
+          const want = Math.min(10, MAX_INITIALIZING + 10 - b.pending.size);
+          await pool(Math.max(0, want), 5, async (i) => {
+            await push(b, CHURN, `churn-${(counts.pushes + i) % 40}`);
+          });
+          counts.pushes += Math.max(0, want);
+          await sleep(250);
+        }
+      })(),
+      (async () => {
+        while (now() < until) {
+          const name = pick(b.cluster.newest('stopped', 'acme/legacy-', 1000));
+          if (name) {
+            const answer = await api(b, 'POST', `/api/v1/builds/${name}/start`);
+            if (answer.status === 202) counts.starts++;
+            else counts.refused++;
+          }
+          await sleep(1000);
+        }
+      })(),
+      (async () => {
+        while (now() < until) {
+          await sleep(3000);
+          const name = pick(b.cluster.named('started'));
+          if (name) {
+            const answer = await api(b, 'POST', `/api/v1/builds/${name}/stop`);
+            if (answer.status === 202) counts.stops++;
+            else counts.refused++;
+          }
+        }
+      })(),
+    ]);
+  } finally {
+    clearInterval(sampler);
+  }
+  const cpu = cpuBetween(before, await snapshot(b));
+  const result = {
+    seconds: CHURN_SECONDS,
+    ...counts,
+    started: summary(samples.started),
+    initializing: summary(samples.initializing),
+    todo: summary(samples.todo),
+    deployed: summary(samples.deployed),
+    peakInitJobs: b.cluster.peakInit,
+    restores: b.cluster.restores.slice(restoresBefore),
+    cpuPercent: cpu,
+  };
+  log(
+    `[churn] ${counts.pushes} pushes, ${counts.starts} starts, ${counts.stops} stops in ${CHURN_SECONDS} s; ` +
+      `started median ${result.started.median} (max ${result.started.max}), initializing median ` +
+      `${result.initializing.median} (max ${result.peakInitJobs}), deployed ${result.deployed.min}–${result.deployed.max}`,
+  );
+  await drain(b);
+  return result;
+}
+
+/** RSS and CPU of every process over `--idle-seconds` with nothing happening. */
+async function idle(b: Bench) {
+  await drain(b);
+  await sleep(5000);
+  const before = await snapshot(b);
+  await sleep(IDLE_SECONDS * 1000);
+  const after = await snapshot(b);
+  const cpu = cpuBetween(before, after);
+  const ours = OURS.reduce((sum, name) => sum + (cpu[name] ?? 0), 0);
+  const rss = Object.fromEntries(
+    Object.entries(after.processes).map(([k, v]) => [k, Math.round(v.rssMiB)]),
+  );
+  log(
+    `[idle] CPU % of one core ${JSON.stringify(cpu)} (ours ${ours.toFixed(1)} %); RSS MiB ${JSON.stringify(rss)}`,
+  );
+  return { seconds: IDLE_SECONDS, cpuPercent: cpu, oursCpuPercent: ours, rssMiB: rss };
+}
+
+/** The API stopped and started: first answer, then the full list. */
+async function apiRestart(b: Bench) {
+  const expected = ((await (await fetch(`${b.api.url}/api/v1/builds`)).json()) as unknown[]).length;
+  await b.api.stop();
+  const t0 = now();
+  const spawning = spawnApi(b.apiEnv, join(b.work, 'api.log'), 300_000, { from: FROM });
+  let firstAnswer = NaN;
+  let fullList = NaN;
+  while (Number.isNaN(fullList)) {
+    try {
+      const response = await fetch(`${b.api.url}/api/v1/builds`);
+      if (Number.isNaN(firstAnswer)) firstAnswer = now() - t0;
+      const list = (await response.json()) as unknown;
+      if (response.status === 200 && Array.isArray(list) && list.length >= expected)
+        fullList = now() - t0;
+    } catch {
+      // Not listening yet.
+    }
+    if (Number.isNaN(fullList)) await sleep(20);
+    if (now() - t0 > 300_000) throw new Error('the API did not come back');
+  }
+  b.api = await spawning;
+  log(
+    `[restart] API: first answer ${firstAnswer.toFixed(0)} ms, full list of ${expected} after ${fullList.toFixed(0)} ms`,
+  );
+  return { firstAnswerMs: firstAnswer, fullListMs: fullList, builds: expected };
+}
+
+/** The builds worker stopped and started; a webhook sent as it starts, until `stopped`. */
+async function workerRestart(b: Bench) {
+  const stopping = now();
+  await b.buildsWorker.stop();
+  const stopMs = now() - stopping;
+  const t0 = now();
+  const spawning = spawnWorker(
+    { ...b.workerEnv, RUNBOAT_WORKER_ROLES: 'builds' },
+    join(b.work, 'builds-worker.log'),
+    300_000,
+    { from: FROM },
+  );
+  const name = await push(b, CONFIGURED, 'after-restart');
+  if (!name) throw new Error('no build from the webhook');
+  b.buildsWorker = await spawning;
+  const runningMs = now() - t0;
+  const stoppedMs = (await b.cluster.status.waitFor(`${name} stopped`, t0, 600_000)) - t0;
+  const jobMs = b.cluster.jobMs.get(name) ?? NaN;
+  log(
+    `[restart] builds worker: stopped in ${stopMs.toFixed(0)} ms; running after ${runningMs.toFixed(0)} ms; ` +
+      `the new build stopped after ${stoppedMs.toFixed(0)} ms (its init Job ${jobMs.toFixed(0)} ms)`,
+  );
+  await drain(b);
+  return { oldWorkerStopMs: stopMs, workerRunningMs: runningMs, toStoppedMs: stoppedMs, jobMs };
+}
+
+/** Temporal restarted with its database deleted: until every build has a workflow again. */
+async function temporalWiped(b: Bench) {
+  const expected = b.cluster.live;
+  const query = `WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '${b.queues.builds}'`;
+  const before = await snapshot(b);
+  const t0 = now();
+  await b.client.connection.close();
+  await restartTemporal(b.sandbox, { wipe: true });
+  const restartedMs = now() - t0;
+  b.client = await connectClient({
+    address: b.sandbox.temporal.address,
+    namespace: b.sandbox.temporal.namespace,
+  });
+  let running = 0;
+  let lastLine = now();
+  while (running < expected) {
+    running =
+      (await b.client.workflowService
+        .countWorkflowExecutions({ namespace: b.sandbox.temporal.namespace, query })
+        .then((r) => r.count?.toNumber() ?? 0)
+        .catch(() => 0)) ?? 0;
+    if (now() - lastLine > 5000) {
+      lastLine = now();
+      log(
+        `[wipe] ${((now() - t0) / 1000).toFixed(0)} s: ${running}/${expected} builds adopted back`,
+      );
+    }
+    if (now() - t0 > 3_600_000) throw new Error('builds not adopted back within an hour');
+    if (running < expected) await sleep(1000);
+  }
+  const seconds = (now() - t0) / 1000;
+  const cpu = cpuBetween(before, await snapshot(b));
+  const exists = async (id: string) =>
+    b.client.workflow
+      .getHandle(id)
+      .describe()
+      .then((d) => d.status.name)
+      .catch(() => 'not found');
+  const fleet = await exists(fleetWorkflowId(b.queues.builds));
+  const initSlots = await exists(initSlotsWorkflowId(b.queues.init));
+  // Does the started limit still hold once Temporal forgot the fleet? One start beyond it.
+  await drain(b);
+  let restoredAfterWipeMs: number | null = null;
+  const candidate = b.cluster.newest('stopped', '', 1)[0];
+  if (candidate && b.cluster.scaledUp.size >= MAX_STARTED) {
+    const t = now();
+    await api(b, 'POST', `/api/v1/builds/${candidate}/start`);
+    await b.cluster.scaled.waitFor(candidate, t, 60_000);
+    await waitUntil(
+      'the limit restored after the wipe',
+      () => b.cluster.scaledUp.size <= MAX_STARTED,
+      30_000,
+    ).then(
+      () => (restoredAfterWipeMs = now() - t),
+      () => undefined,
+    );
+  }
+  log(
+    `[wipe] ${expected} builds adopted back ${seconds.toFixed(1)} s after the wipe; fleet ${fleet}, init slots ${initSlots}`,
+  );
+  return {
+    builds: expected,
+    seconds,
+    temporalRestartMs: restartedMs,
+    fleetWorkflow: fleet,
+    initSlotsWorkflow: initSlots,
+    restoredAfterWipeMs,
+    cpuPercent: cpu,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The report
+
+interface Figure {
+  figure: string;
+  target: string;
+  measured: string;
+  met: boolean;
+  detail?: unknown;
+}
+
+/** A figure measured in each run: the median over runs of each run's median and p99. */
+function acrossRuns(perRun: number[][]) {
+  const each = perRun.map((values) => summary(values));
+  return {
+    n: each.reduce((sum, s) => sum + s.n, 0),
+    median: median(each.map((s) => s.median)),
+    p99: median(each.map((s) => s.p99)),
+    perRun: each,
+  };
+}
+
+const ms = (value: number) => (value >= 100 ? `${value.toFixed(0)} ms` : `${value.toFixed(1)} ms`);
+const dist = (s: { n: number; median: number; p99: number }) =>
+  `n=${s.n}, median ${ms(s.median)}, p99 ${ms(s.p99)}`;
+
+function figures(
+  runs: Run[],
+  once: Record<string, unknown> & {
+    idle: Awaited<ReturnType<typeof idle>>;
+    churn: Awaited<ReturnType<typeof churn>>;
+    apiRestart: Awaited<ReturnType<typeof apiRestart>>;
+    workerRestart: Awaited<ReturnType<typeof workerRestart>>;
+    wipe: Awaited<ReturnType<typeof temporalWiped>>;
+  },
+): Figure[] {
+  const over = (pick: (run: Run) => number[]) => acrossRuns(runs.map(pick));
+  const runsOf = (pick: (run: Run) => number) => median(runs.map(pick));
+  const at = N >= 10_000 ? '' : ` (at ${N}, not 10,000)`;
+  const util = {
+    makespanMs: runsOf((r) => r.utilisation.makespanMs),
+    jobMs: runsOf((r) => r.utilisation.jobMs),
+    ratio: runsOf((r) => r.utilisation.ratio),
+    peak: Math.max(...runs.map((r) => r.utilisation.peak)),
+  };
+  const burstMs = over((r) => r.burstMs.latencies);
+  const burstToCluster = over((r) => r.burstMs.toCluster);
+  const burstClusterToApi = over((r) => r.burstMs.clusterToApi);
+  const toDeployment = over((r) => r.toDeployment);
+  const toScaled = over((r) => r.started.toScaled);
+  const readyToStarted = over((r) => r.started.readyToStarted);
+  const toStarted = over((r) => r.started.toStarted);
+  const unconfigured = over((r) => r.unconfigured.sequential);
+  const unconfiguredConcurrent = over((r) => r.unconfigured.concurrent);
+  const rate = runsOf((r) => r.unconfigured.perSecond);
+  const configured = over((r) => r.configured);
+  const filtered = over((r) => r.filtered.latencies);
+  const branch = over((r) => r.branch.latencies);
+  const status = over((r) => r.status.latencies);
+  const sse = runsOf((r) => r.sse.ms);
+  const { rssMiB, oursCpuPercent } = once.idle;
+  const workerMiB = (rssMiB['builds worker'] ?? NaN) + (rssMiB['init worker'] ?? NaN);
+  const apiMiB = rssMiB.api ?? NaN;
+  const restores = [...runs.flatMap((r) => r.started.restores), ...once.churn.restores];
+  const restore = summary(restores);
+  const memory: Figure =
+    N <= 100
+      ? {
+          figure: `memory (RSS, steady) at ${N} builds`,
+          target: 'worker + API ≤ 250 MiB at 100 builds',
+          measured: `workers ${workerMiB.toFixed(0)} MiB (builds ${rssMiB['builds worker']}, init ${rssMiB['init worker']}) + API ${apiMiB.toFixed(0)} MiB`,
+          met: workerMiB + apiMiB <= 250,
+        }
+      : {
+          figure: `memory (RSS, steady) at ${N} builds`,
+          target: 'worker ≤ 400 MiB and API ≤ 200 MiB at 10,000 builds',
+          measured: `workers ${workerMiB.toFixed(0)} MiB (builds ${rssMiB['builds worker']}, init ${rssMiB['init worker']}), API ${apiMiB.toFixed(0)} MiB${at}`,
+          met: workerMiB <= 400 && apiMiB <= 200,
+        };
+  return [
+    {
+      figure: 'init slot utilisation: 40 builds queued at once, 4 slots, init Jobs of 3 s',
+      target: 'makespan ≤ 1.10 × (10 waves × measured Job time); never more than 4 init Jobs',
+      measured: `makespan ${(util.makespanMs / 1000).toFixed(1)} s = ${util.ratio.toFixed(2)} × (10 × ${(util.jobMs / 1000).toFixed(2)} s); peak ${util.peak} init Jobs on the cluster (${runs.length} runs)`,
+      met: util.ratio <= 1.1 && util.peak <= 4,
+      detail: util,
+    },
+    {
+      figure: 'init Job complete → `stopped` visible in the API (50-build burst)',
+      target: 'p50 ≤ 50 ms, p99 ≤ 150 ms',
+      measured: `${dist(burstMs)}; of which Job Complete → Deployment labelled \`stopped\`: ${dist(burstToCluster)}, then → the API's event: ${dist(burstClusterToApi)}`,
+      met: burstMs.median <= 50 && burstMs.p99 <= 150,
+      detail: { burstMs, burstToCluster, burstClusterToApi },
+    },
+    {
+      figure: 'webhook sent → build Deployment exists, one at a time',
+      target: 'p50 ≤ 250 ms',
+      measured: dist(toDeployment),
+      met: toDeployment.median <= 250,
+      detail: toDeployment,
+    },
+    {
+      figure: `start request → Deployment scaled (${MAX_STARTED} started, each start crossing the limit)`,
+      target: 'p50 ≤ 30 ms',
+      measured: dist(toScaled),
+      met: toScaled.median <= 30,
+      detail: toScaled,
+    },
+    {
+      figure: 'pod Ready → `started`',
+      target: 'p50 ≤ 50 ms',
+      measured: `${dist(readyToStarted)}; start request → \`started\`: ${dist(toStarted)}`,
+      met: readyToStarted.median <= 50,
+      detail: { readyToStarted, toStarted },
+    },
+    {
+      figure: 'webhook for a repo that is not configured',
+      target: 'p50 ≤ 2 ms, ≥ 2,500 deliveries/s at 10 concurrent',
+      measured: `one at a time: ${dist(unconfigured)}; 10 concurrent: ${rate.toFixed(0)}/s (${dist(unconfiguredConcurrent)})`,
+      met: unconfigured.median <= 2 && rate >= 2500,
+      detail: {
+        unconfigured,
+        unconfiguredConcurrent,
+        perSecond: runs.map((r) => r.unconfigured.perSecond),
+      },
+    },
+    {
+      figure: 'webhook for a configured repo, 10 concurrent',
+      target: 'p99 ≤ 150 ms',
+      measured: dist(configured),
+      met: configured.p99 <= 150,
+      detail: configured,
+    },
+    {
+      figure: `GET /api/v1/builds filtered to ${runs[0]?.filtered.items ?? 0} builds`,
+      target: 'p99 ≤ 20 ms at 10,000 builds',
+      measured: dist(filtered) + at,
+      met: filtered.p99 <= 20,
+      detail: filtered,
+    },
+    {
+      figure: `GET /api/v1/builds of one branch (${runs[0]?.branch.items ?? 0} builds)`,
+      target: 'p99 ≤ 2 ms at 10,000 builds',
+      measured: dist(branch) + at,
+      met: branch.p99 <= 2,
+      detail: branch,
+    },
+    {
+      figure: 'GET /api/v1/status',
+      target: 'p99 ≤ 2 ms at 10,000 builds',
+      measured: dist(status) + at,
+      met: status.p99 <= 2,
+      detail: status,
+    },
+    {
+      figure: `SSE initial replay to a new client (${runs[0]?.sse.builds ?? 0} builds)`,
+      target: '≤ 1 s at 10,000 builds',
+      measured: `${ms(sse)} (median of ${runs.length})${at}`,
+      met: sse <= 1000,
+      detail: runs.map((r) => r.sse),
+    },
+    memory,
+    {
+      figure: `idle CPU at ${N} builds, ${IDLE_SECONDS} s with nothing happening`,
+      target: '≤ 5 % of one core, all our processes together, at 10,000 builds',
+      measured: `${oursCpuPercent.toFixed(1)} % (builds worker ${once.idle.cpuPercent['builds worker']} %, init worker ${once.idle.cpuPercent['init worker']} %, API ${once.idle.cpuPercent.api} %)${at}`,
+      met: oursCpuPercent <= 5,
+    },
+    {
+      figure: `API restart → first answer / full list (${once.apiRestart.builds} builds)`,
+      target: '≤ 1 s / ≤ 3 s at 10,000 builds',
+      measured: `${ms(once.apiRestart.firstAnswerMs)} / ${ms(once.apiRestart.fullListMs)} (from ${FROM})${at}`,
+      met: once.apiRestart.firstAnswerMs <= 1000 && once.apiRestart.fullListMs <= 3000,
+    },
+    {
+      figure: 'builds worker restart → a new webhook build reaches `stopped`',
+      target: '≤ 5 s + the init Job time',
+      measured: `${ms(once.workerRestart.toStoppedMs)} (init Job ${ms(once.workerRestart.jobMs)}; worker running after ${ms(once.workerRestart.workerRunningMs)}, from ${FROM})`,
+      met: once.workerRestart.toStoppedMs <= 5000 + once.workerRestart.jobMs,
+    },
+    {
+      figure: `Temporal wiped → ${once.wipe.builds} builds adopted back`,
+      target: '≤ 120 s for 10,000 builds',
+      measured: `${once.wipe.seconds.toFixed(1)} s (server restart included)${at}`,
+      met: once.wipe.seconds <= 120,
+    },
+    {
+      figure: `limit crossed (one start beyond MAX_STARTED=${MAX_STARTED}) → back within it, on the cluster`,
+      target: 'p99 < 2 s',
+      measured: `n=${restore.n} crossings (starts of each run and the churn), median ${ms(restore.median)}, p99 ${ms(restore.p99)}, max ${ms(restore.max)}`,
+      met: restore.n > 0 && restore.p99 < 2000,
+      detail: restore,
+    },
+  ];
+}
+
+function markdown(report: {
+  date: string;
+  machine: string;
+  code: string;
+  figures: Figure[];
+  fill: Awaited<ReturnType<typeof fill>>;
+  churn: Awaited<ReturnType<typeof churn>>;
+  idle: Awaited<ReturnType<typeof idle>>;
+  wipe: Awaited<ReturnType<typeof temporalWiped>>;
+  totalSeconds: number;
+}): string {
+  const cell = (text: string) => text.replace(/\|/g, '\\|');
+  const missed = report.figures.filter((f) => !f.met);
+  const cpuTable = [
+    '| process | fill | churn | idle | Temporal wipe |',
+    '| --- | --- | --- | --- | --- |',
+  ];
+  for (const name of Object.keys(report.idle.cpuPercent)) {
+    const cell = (phase: Record<string, number>) =>
+      phase[name] === undefined ? '–' : `${phase[name]} %`;
+    cpuTable.push(
+      `| ${name} | ${cell(report.fill.cpuPercent)} | ${cell(report.churn.cpuPercent)} | ${cell(report.idle.cpuPercent)} | ${cell(report.wipe.cpuPercent)} |`,
+    );
+  }
+  return [
+    `# Scale: ${N} deployed builds`,
+    '',
+    `${report.date}, ${report.machine}; ${report.code}. Sandbox of its own (kwok cluster, Temporal dev server with SQLite); ` +
+      `one builds worker, one init worker and one API, real processes run from ${FROM === 'dist' ? 'the release in dist/' : 'the sources (tsx)'}; ` +
+      `\`RUNBOAT_MAX_STARTED=${MAX_STARTED}\`, \`RUNBOAT_MAX_INITIALIZING=${MAX_INITIALIZING}\`, \`RUNBOAT_MAX_DEPLOYED=${N}\`; init Jobs of ${INIT_SECONDS} s. ` +
+      `Figures measured in each run are the median over ${RUNS} run(s) of each run's median and p99 (n counts every sample); ` +
+      `the fill, churn, idle and the restarts happen once. The whole benchmark took ${(report.totalSeconds / 60).toFixed(1)} min.`,
+    '',
+    '`npm run bench:scale -- --builds ' + String(N) + '` ([bench/scale.ts](../scale.ts))',
+    '',
+    '| Figure | Target | Measured | Met |',
+    '| --- | --- | --- | --- |',
+    ...report.figures.map(
+      (f) =>
+        `| ${cell(f.figure)} | ${cell(f.target)} | ${cell(f.measured)} | ${f.met ? 'yes' : '**no**'} |`,
+    ),
+    '',
+    missed.length === 0
+      ? 'Every target is met.'
+      : `**Missed (${missed.length} of ${report.figures.length}):** ${missed.map((f) => f.figure).join('; ')}.`,
+    '',
+    '## The fill',
+    '',
+    `${report.fill.adopted} build Deployments written as the Python runboat leaves them (init-status succeeded) and adopted, ` +
+      `${report.fill.throughWebhook} builds through the signed webhook: ${N} deployed in ${report.fill.seconds.toFixed(0)} s ` +
+      `(${report.fill.perSecond.toFixed(1)} builds/s, from the first adoption round to the last build stopped).`,
+    '',
+    '## Churn',
+    '',
+    `${report.churn.seconds} s of new pushes (keeping ${MAX_INITIALIZING + 10} builds queued or initializing), a start every second and a stop every 3 s: ` +
+      `${report.churn.pushes} pushes, ${report.churn.starts} starts, ${report.churn.stops} stops (${report.churn.refused} refused). ` +
+      `Sampled every 500 ms: started median ${report.churn.started.median} (max ${report.churn.started.max}); ` +
+      `init Jobs median ${report.churn.initializing.median} (peak ${report.churn.peakInitJobs}, limit ${MAX_INITIALIZING}); ` +
+      `builds waiting for an init slot (\`todo\`) median ${report.churn.todo.median}; ` +
+      `deployed ${report.churn.deployed.min}–${report.churn.deployed.max}.`,
+    '',
+    '## CPU by process (% of one core)',
+    '',
+    ...cpuTable,
+    '',
+    `RSS at idle (MiB): ${Object.entries(report.idle.rssMiB)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}.`,
+    `After the wipe (and every build adopted back): fleet workflow ${report.wipe.fleetWorkflow}, init slots workflow ${report.wipe.initSlotsWorkflow}; ` +
+      (report.wipe.restoredAfterWipeMs === null
+        ? `one start beyond MAX_STARTED was **not** brought back within the limit in 30 s.`
+        : `one start beyond MAX_STARTED was brought back within the limit after ${ms(report.wipe.restoredAfterWipeMs)}.`),
+    '',
+  ].join('\n');
+}
+
+async function main(): Promise<void> {
+  const began = now();
+  const sandbox = await startSandbox({ log: (line) => console.log(`[sandbox] ${line}`) });
+  const work = await mkdtemp(join(tmpdir(), 'runboat-bench-scale-'));
+  log(`machine: ${describeMachine()}; N=${N}, runs ${RUNS}, work directory ${work}`);
+  let b: Bench | undefined;
+  try {
+    b = await setUp(sandbox, work);
+    const filled = await fill(b);
+    await startToLimit(b);
+    const runs: Run[] = [];
+    for (let run = 1; run <= RUNS; run++) runs.push(await measureRun(b, run));
+    const churned = await churn(b);
+    const idled = await idle(b);
+    const restartedApi = await apiRestart(b);
+    const restartedWorker = await workerRestart(b);
+    const wipe = await temporalWiped(b);
+    const once = {
+      idle: idled,
+      churn: churned,
+      apiRestart: restartedApi,
+      workerRestart: restartedWorker,
+      wipe,
+    };
+    const report = {
+      date: new Date().toISOString(),
+      machine: describeMachine(),
+      machineInfo: machine(),
+      code: codeRevision(),
+      builds: N,
+      runs: RUNS,
+      from: FROM,
+      limits: { maxStarted: MAX_STARTED, maxInitializing: MAX_INITIALIZING, maxDeployed: N },
+      initSeconds: INIT_SECONDS,
+      totalSeconds: (now() - began) / 1000,
+      figures: figures(runs, once),
+      fill: filled,
+      ...once,
+      runsDetail: runs.map((r) => ({
+        utilisation: r.utilisation,
+        sse: r.sse,
+        unconfiguredPerSecond: r.unconfigured.perSecond,
+        listItems: { filtered: r.filtered.items, branch: r.branch.items },
+      })),
+    };
+    const text = markdown(report);
+    console.log(text);
+    await writeReport('scale', report, text);
+  } finally {
+    await b?.events.stop().catch(() => undefined);
+    await b?.cluster.stop().catch(() => undefined);
+    await b?.client.connection.close().catch(() => undefined);
+    await Promise.all([b?.api.stop(), b?.buildsWorker.stop(), b?.initWorker.stop()]).catch(
+      () => undefined,
+    );
+    await sandbox.stop();
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});
