@@ -48,6 +48,8 @@ export class ClusterView {
   readonly jobComplete = new Transitions();
   /** Build name → how long its last init Job took, from created to Complete as seen here (ms). */
   readonly jobMs = new Map<string, number>();
+  /** Build name → when its last init Job was first seen. */
+  readonly jobCreatedAt = new Map<string, number>();
   /** Init Jobs neither finished nor deleted. */
   readonly activeInit = new Set<string>();
   /** Most init Jobs active at once since the last {@link resetPeak}. */
@@ -199,7 +201,10 @@ export class ClusterView {
   private onJob(job: V1Job, deleted: boolean): void {
     const name = job.metadata?.name ?? '';
     const build = job.metadata?.labels?.[BUILD_LABEL] ?? '';
-    if (!this.jobCreated.has(name)) this.jobCreated.set(name, performance.now());
+    if (!this.jobCreated.has(name)) {
+      this.jobCreated.set(name, performance.now());
+      this.jobCreatedAt.set(build, performance.now());
+    }
     const finished = done(job);
     const complete = (job.status?.conditions ?? []).some(
       (c) => c.type === 'Complete' && c.status === 'True',

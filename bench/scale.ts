@@ -621,9 +621,18 @@ async function initUtilisation(b: Bench) {
       names.map((name) => b.cluster.jobMs.get(name) ?? NaN).filter(Number.isFinite),
     );
     const makespanMs = last - t0;
+    // A slot handed over: the i-th init Job to complete → the (i+4)-th to be created.
+    const completed = names
+      .map((name) => b.cluster.jobComplete.firstSince(name, t0) ?? NaN)
+      .sort((x, y) => x - y);
+    const created = names
+      .map((name) => b.cluster.jobCreatedAt.get(name) ?? NaN)
+      .sort((x, y) => x - y);
+    const handoffMs = median(created.slice(4).map((at, i) => at - (completed[i] ?? NaN)));
     return {
       makespanMs,
       jobMs,
+      handoffMs,
       ratio: makespanMs / (10 * jobMs),
       peak: b.cluster.peakInit,
       builds: names.length,
@@ -947,6 +956,7 @@ function figures(
     makespanMs: runsOf((r) => r.utilisation.makespanMs),
     jobMs: runsOf((r) => r.utilisation.jobMs),
     ratio: runsOf((r) => r.utilisation.ratio),
+    handoffMs: runsOf((r) => r.utilisation.handoffMs),
     peak: Math.max(...runs.map((r) => r.utilisation.peak)),
   };
   const burstMs = over((r) => r.burstMs.latencies);
@@ -987,7 +997,7 @@ function figures(
     {
       figure: 'init slot utilisation: 40 builds queued at once, 4 slots, init Jobs of 3 s',
       target: 'makespan ≤ 1.10 × (10 waves × measured Job time); never more than 4 init Jobs',
-      measured: `makespan ${(util.makespanMs / 1000).toFixed(1)} s = ${util.ratio.toFixed(2)} × (10 × ${(util.jobMs / 1000).toFixed(2)} s); peak ${util.peak} init Jobs on the cluster (${runs.length} runs)`,
+      measured: `makespan ${(util.makespanMs / 1000).toFixed(1)} s = ${util.ratio.toFixed(2)} × (10 × ${(util.jobMs / 1000).toFixed(2)} s); peak ${util.peak} init Jobs on the cluster; a slot handed over (a Job Complete → the next Job created) in ${ms(util.handoffMs)} (${runs.length} runs)`,
       met: util.ratio <= 1.1 && util.peak <= 4,
       detail: util,
     },
