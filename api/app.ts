@@ -7,6 +7,7 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { PassThrough } from 'node:stream';
+import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import { isGrpcServiceError } from '@temporalio/client';
 import Koa from 'koa';
@@ -88,6 +89,18 @@ export const defaultEventStreamLimits: EventStreamLimits = {
 /** gRPC codes of a Temporal that cannot be reached or did not answer in time. */
 const GRPC_UNAVAILABLE = 14;
 const GRPC_DEADLINE_EXCEEDED = 4;
+
+/** An HTTP error a Koa middleware threw for its client to read (http-errors, `expose`). */
+function exposedHttpError(error: unknown): error is Error & { status: number } {
+  const { status, expose } = error as { status?: unknown; expose?: unknown };
+  return (
+    error instanceof Error &&
+    expose === true &&
+    typeof status === 'number' &&
+    status >= 400 &&
+    status < 500
+  );
+}
 
 /** Whether an error (or one of its causes) says that Temporal cannot be reached. */
 export function temporalUnreachable(error: unknown): boolean {
@@ -197,23 +210,23 @@ function parseFilter(query: Koa.Context['query']): BuildFilter {
   };
 }
 
-/** Reads a small JSON body (the API's own POSTs). */
-async function readJson(ctx: Koa.Context, limit = 64 * 1024): Promise<Record<string, unknown>> {
-  let size = 0;
-  const chunks: Buffer[] = [];
-  for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw new ClientError('body too large', 413);
-    chunks.push(chunk);
-  }
-  const text = Buffer.concat(chunks).toString('utf8');
-  if (text.trim() === '') return {};
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch {
+/**
+ * Parses the small JSON body of the API's own POSTs (@koa/bodyparser) into `ctx.request.body`,
+ * whatever its content type (scripts often send none); a bad one is a 400, a big one a 413.
+ */
+const jsonBody = bodyParser({
+  enableTypes: ['json'],
+  detectJSON: () => true,
+  jsonLimit: '64kb',
+  onError(error: Error & { status?: number }) {
+    if (error.status === 413) throw new ClientError('body too large', 413);
     throw new ClientError('body: not valid JSON');
-  }
+  },
+});
+
+/** The parsed JSON body: an object, or a 400. */
+function bodyObject(ctx: Koa.Context): Record<string, unknown> {
+  const data: unknown = ctx.request.body;
   if (!data || typeof data !== 'object' || Array.isArray(data)) {
     throw new ClientError('body: expected a JSON object');
   }
@@ -268,6 +281,10 @@ export function createApp(deps: AppDeps): Koa {
         // included. People log in on /login; scripts send a bearer token (or Basic unasked).
         if (error instanceof UnauthorizedError)
           ctx.set('www-authenticate', 'Bearer realm="runboat"');
+      } else if (exposedHttpError(error)) {
+        // What a library middleware refused (the static files: a path leaving their directory).
+        ctx.status = error.status;
+        ctx.body = { error: error.message };
       } else if (temporalUnreachable(error)) {
         log.warn(
           { err: error, request: ctx.state.requestId, path: ctx.path },
@@ -392,9 +409,13 @@ export function createApp(deps: AppDeps): Koa {
     ctx.status = 202;
     ctx.body = { undeploying: names };
   });
-  router.post('/api/v1/builds/trigger/branch', async (ctx) => {
+  // The credential before the body: an anonymous request is a 401, whatever it sends.
+  const adminOnly = (ctx: Koa.Context, next: Koa.Next) => {
     requireAdmin(ctx);
-    const body = await readJson(ctx);
+    return next();
+  };
+  router.post('/api/v1/builds/trigger/branch', adminOnly, jsonBody, async (ctx) => {
+    const body = bodyObject(ctx);
     const repo = requireString(body, 'repo', /^[\w.-]+\/[\w.-]+$/).toLowerCase();
     const branch = requireString(body, 'branch');
     const sha =
@@ -409,9 +430,8 @@ export function createApp(deps: AppDeps): Koa {
     ctx.status = 202;
     ctx.body = { build: name };
   });
-  router.post('/api/v1/builds/trigger/pr', async (ctx) => {
-    requireAdmin(ctx);
-    const body = await readJson(ctx);
+  router.post('/api/v1/builds/trigger/pr', adminOnly, jsonBody, async (ctx) => {
+    const body = bodyObject(ctx);
     const repo = requireString(body, 'repo', /^[\w.-]+\/[\w.-]+$/).toLowerCase();
     const pr = body.pr;
     if (typeof pr !== 'number' || !Number.isInteger(pr) || pr <= 0) {

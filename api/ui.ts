@@ -7,11 +7,13 @@
  * page carries a banner when no worker polls the builds or init task queue (the warnings of
  * `GET /api/v1/status`, which app.js reads again while the page is open).
  */
-import { readFile, stat } from 'node:fs/promises';
-import { extname, join, resolve, sep } from 'node:path';
+import type { ServerResponse } from 'node:http';
+import { extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { bodyParser } from '@koa/bodyparser';
 import Router from '@koa/router';
 import type Koa from 'koa';
+import serveStatic from 'koa-static';
 import nunjucks from 'nunjucks';
 import { buildStatuses, type BuildStatus } from '../domain/build.js';
 import { pathSegments, type BuildView } from '../domain/build-view.js';
@@ -192,16 +194,20 @@ function configured(patterns: readonly { repo: string }[], repo: string): boolea
   return patterns.some((entry) => new RegExp(`^(?:${entry.repo})$`, 'is').test(repo));
 }
 
-/** Reads a small `application/x-www-form-urlencoded` body (the login form). */
-async function readForm(ctx: Koa.Context, limit = 8 * 1024): Promise<URLSearchParams> {
-  let size = 0;
-  const chunks: Buffer[] = [];
-  for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw new ClientError('body too large', 413);
-    chunks.push(chunk);
-  }
-  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+/** Parses the login form (`application/x-www-form-urlencoded`, @koa/bodyparser). */
+const formBody = bodyParser({
+  enableTypes: ['form'],
+  formLimit: '8kb',
+  onError(error: Error & { status?: number }) {
+    if (error.status === 413) throw new ClientError('body too large', 413);
+    throw new ClientError('body: not a valid form');
+  },
+});
+
+/** A field of the parsed form, or '' (a repeated field counts as absent). */
+function field(ctx: Koa.Context, name: string): string {
+  const value: unknown = (ctx.request.body as Record<string, unknown> | undefined)?.[name];
+  return typeof value === 'string' ? value : '';
 }
 
 /** Where a login goes back to: a path of this site only (never `//elsewhere`). */
@@ -209,25 +215,20 @@ function localPath(value: string | null | undefined): string {
   return value && /^\/(?![/\\])/.test(value) ? value : '/';
 }
 
-/** Answers a static file of `api/ui/static/`, or undefined when there is none by that path. */
-async function staticFile(path: string): Promise<{ body: Buffer; type: string } | undefined> {
-  let relative: string;
-  try {
-    relative = decodeURIComponent(path);
-  } catch {
-    throw new ClientError('bad path');
-  }
-  if (relative.split(/[/\\]/).includes('..') || relative.includes('\0')) {
-    throw new ClientError('bad path');
-  }
-  const file = resolve(staticDir, relative);
-  if (!file.startsWith(staticDir + sep)) throw new ClientError('bad path');
-  const type = contentTypes[extname(file)];
-  if (!type) return undefined;
-  const info = await stat(file).catch(() => undefined);
-  if (!info?.isFile()) return undefined;
-  return { body: await readFile(file), type };
-}
+/**
+ * The static files of `api/ui/static/` (koa-static): a path that would leave the directory is
+ * refused (403, or 400 when it cannot be decoded), dot files are not served.
+ */
+const staticFiles = serveStatic(staticDir, {
+  index: false,
+  // Short: a new release is picked up within a minute without fingerprinted file names.
+  maxage: 60_000,
+  setHeaders(res: ServerResponse, path: string) {
+    res.setHeader('cache-control', 'public, max-age=60');
+    res.setHeader('x-content-type-options', 'nosniff');
+    res.setHeader('content-type', contentTypes[extname(path)] ?? 'application/octet-stream');
+  },
+});
 
 /**
  * The UI middleware: answers GET and HEAD of `/`, `/repos/<owner>/<repo>`, `/builds/<name>` and
@@ -366,12 +367,12 @@ export function webUi(deps: WebUiDeps): Koa.Middleware {
   /** `POST /login`: the admin credential of the form opens a session (a signed cookie). */
   const login = async (ctx: Koa.Context) => {
     ctx.state.route = 'ui /login';
-    const form = await readForm(ctx);
-    const next = localPath(form.get('next'));
+    await formBody(ctx, () => Promise.resolve());
+    const next = localPath(field(ctx, 'next'));
     const admin = deps.login?.admin ?? {};
-    const user = form.get('user') ?? '';
-    const password = form.get('password') ?? '';
-    const token = form.get('token') ?? '';
+    const user = field(ctx, 'user');
+    const password = field(ctx, 'password');
+    const token = field(ctx, 'token');
     const userOk =
       admin.user !== undefined &&
       admin.password !== undefined &&
@@ -419,18 +420,18 @@ export function webUi(deps: WebUiDeps): Koa.Middleware {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();
     if (ctx.path.startsWith('/static/')) {
       ctx.state.route = 'ui /static';
-      const file = await staticFile(ctx.path.slice('/static/'.length));
-      if (!file) {
-        ctx.status = 404;
-        ctx.type = 'text/plain';
-        ctx.body = 'not found';
-        return;
+      const path = ctx.path;
+      ctx.path = path.slice('/static'.length);
+      try {
+        await staticFiles(ctx, () => {
+          ctx.status = 404;
+          ctx.type = 'text/plain';
+          ctx.body = 'not found';
+          return Promise.resolve();
+        });
+      } finally {
+        ctx.path = path;
       }
-      ctx.type = file.type;
-      // Short: a new release is picked up within a minute without fingerprinted file names.
-      ctx.set('cache-control', 'public, max-age=60');
-      ctx.set('x-content-type-options', 'nosniff');
-      ctx.body = file.body;
       return;
     }
     await routes(ctx, next);

@@ -471,7 +471,9 @@ describe('static files', () => {
       '/static/../templates/layout.njk',
     ]) {
       const answer = await rawGet(path);
-      expect(answer.status, path).toBe(400);
+      // Refused (koa-static: 403 for a path leaving the directory, 400 for one it cannot decode).
+      expect([400, 403], path).toContain(answer.status);
+      expect(JSON.parse(answer.body), path).toHaveProperty('error');
       expect(answer.body, path).not.toContain('runboat-temporal');
     }
   });
