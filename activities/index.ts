@@ -51,6 +51,7 @@ import type { Logger } from '../lib/logger.js';
 import { findRepoConfig, type RepoConfig } from '../lib/settings.js';
 import { buildView } from '../domain/build-view.js';
 import { createFleetActivities } from './fleet.js';
+import { createPollActivities } from './poll.js';
 import { createInitSlotsActivities } from './init-slots.js';
 import { createImageBuildActivities, resolveImageBuild } from './image-build.js';
 import {
@@ -91,6 +92,13 @@ export interface ActivityDeps {
   notifyInitStarted: (workflowId: string) => Promise<void>;
   /** Starts (or finds) the build of a commit; returns its name. */
   ensureBuild: (commit: CommitInfo) => Promise<string>;
+  /**
+   * Polling: starts the build of a commit, unless one of that name ever ran (undeployed or evicted
+   * on purpose); true when it started one. Absent: polling builds nothing.
+   */
+  startPolledBuild?: (commit: CommitInfo) => Promise<boolean>;
+  /** Polling: undeploys a build (its workflow's undeploy update); one already going is fine. */
+  undeployBuild?: (name: string) => Promise<void>;
   /**
    * The build Deployments as the worker's informer last saw them; undefined until it has synced
    * (the fleet then lists them).
@@ -433,6 +441,7 @@ export function createActivities(deps: ActivityDeps) {
 
   return {
     ...createFleetActivities(deps),
+    ...createPollActivities(deps),
     ...createInitSlotsActivities(deps),
     ...createImageBuildActivities(deps, { renderJob, runBuildJob, guard }),
 

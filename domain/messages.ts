@@ -7,7 +7,7 @@ import type { BuildStatus, CommitInfo, InitStatus, ResolvedBuild } from './build
 
 /** Why a build was asked for. */
 export interface BuildTrigger {
-  kind: 'webhook' | 'api' | 'sticky' | 'adopted';
+  kind: 'webhook' | 'api' | 'sticky' | 'adopted' | 'poll';
   /** GitHub delivery id, API request id… */
   id?: string;
 }

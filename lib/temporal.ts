@@ -7,6 +7,7 @@ import {
   Client,
   Connection,
   WorkflowIdConflictPolicy,
+  WorkflowIdReusePolicy,
   type TLSConfig,
   type WorkflowHandle,
 } from '@temporalio/client';
@@ -156,6 +157,11 @@ export interface EnsureBuildOptions {
   trigger: BuildTrigger;
   /** For tests: continue-as-new after this many history events. */
   maxHistoryEvents?: number;
+  /**
+   * Refuse (WorkflowExecutionAlreadyStartedError) when a build of this name ran and ended: a poll
+   * does not bring back a build undeployed on purpose.
+   */
+  notAgain?: boolean;
 }
 
 /** The search attributes of a build nobody has deployed yet: its commit, status `queued`. */
@@ -190,6 +196,7 @@ export async function ensureBuild(
     taskQueue: options.buildsTaskQueue,
     args: [input],
     workflowIdConflictPolicy: WorkflowIdConflictPolicy.USE_EXISTING,
+    ...(build.notAgain ? { workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE } : {}),
     // Set at start, not by the workflow: until a worker runs it, these are all the API can show
     // of a build (status `queued`, see README "The API").
     typedSearchAttributes: queuedSearchAttributes(build.commit),

@@ -20,7 +20,11 @@ import {
   type WorkerDeploymentOptions,
 } from '@temporalio/worker';
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import { WorkflowNotFoundError } from '@temporalio/client';
+import {
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+} from '@temporalio/client';
 import { createActivities } from '../activities/index.js';
 import {
   fleetLimitsSignal,
@@ -29,6 +33,8 @@ import {
   initSlotsLimitSignal,
   initSlotsWorkflowId,
   initStartedSignal,
+  INVALID_TRANSITION,
+  undeployUpdate,
 } from '../domain/messages.js';
 import { createBuildMetrics, registerBuildsGauge } from '../lib/build-metrics.js';
 import { createGitHubClientFromSettings } from '../lib/github.js';
@@ -40,6 +46,7 @@ import { workerVersion } from '../lib/worker-version.js';
 import { startAdopter } from '../watcher/adopter.js';
 import { startDeploymentWatcher, type DeploymentWatcher } from '../watcher/deployment-watcher.js';
 import { freeLoopbackPort, startHealthServer, type HealthServer } from './health-server.js';
+import { syncPollSchedules } from './poll-schedules.js';
 
 const temporalLevels: Record<string, LogLevel> = {
   trace: 'TRACE',
@@ -135,15 +142,16 @@ async function main(): Promise<void> {
   };
   // The fleet plans from the drift watcher's informer cache once it runs (it starts below).
   const cache: { watcher?: DeploymentWatcher | undefined } = {};
+  const activitiesRepos = reposFile
+    ? reposFileReader(reposFile, settings.repos, (message) => logger.error(message))
+    : () => settings.repos;
   const activities = createActivities({
     kube,
     namespace: settings.RUNBOAT_BUILD_NAMESPACE,
     buildDomain: settings.RUNBOAT_BUILD_DOMAIN,
     baseUrl: settings.RUNBOAT_BASE_URL,
     // Read anew at each resolution so that a redeploy picks up an edited repos file.
-    repos: reposFile
-      ? reposFileReader(reposFile, settings.repos, (message) => logger.error(message))
-      : () => settings.repos,
+    repos: activitiesRepos,
     reposDir: settings.reposDir,
     secrets: process.env,
     github,
@@ -155,6 +163,33 @@ async function main(): Promise<void> {
     ensureBuild: async (commit) =>
       (await ensureBuild(client, buildTemporal, { commit, trigger: { kind: 'sticky' } }))
         .workflowId,
+    startPolledBuild: async (commit) => {
+      try {
+        await ensureBuild(client, buildTemporal, {
+          commit,
+          trigger: { kind: 'poll' },
+          notAgain: true,
+        });
+        return true;
+      } catch (error) {
+        // A build of this commit ran and ended: undeployed on purpose, never brought back.
+        if (error instanceof WorkflowExecutionAlreadyStartedError) return false;
+        throw error;
+      }
+    },
+    undeployBuild: async (name) => {
+      try {
+        await client.workflow.getHandle(name).executeUpdate(undeployUpdate);
+      } catch (error) {
+        // Already undeploying, or gone: what the poll wanted anyway.
+        if (error instanceof WorkflowNotFoundError) return;
+        if (error instanceof WorkflowUpdateFailedError) {
+          const cause = error.cause as { type?: string } | undefined;
+          if (cause?.type === INVALID_TRANSITION) return;
+        }
+        throw error;
+      }
+    },
     notifyInitStarted: (workflowId) =>
       client.workflow.getHandle(workflowId).signal(initStartedSignal),
     deploymentCache: () => cache.watcher?.deployments(),
@@ -261,6 +296,20 @@ async function main(): Promise<void> {
       args: [{ limits, stickySeconds: settings.RUNBOAT_STICKY_INTERVAL_SECONDS }],
       signal: fleetLimitsSignal,
       signalArgs: [limits],
+    });
+    // Polling as the trigger, or slower as the reconciliation of missed deliveries (README).
+    const polling = settings.RUNBOAT_GITHUB_POLL_SECONDS > 0;
+    await syncPollSchedules({
+      client,
+      taskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
+      repos: activitiesRepos(),
+      intervalSeconds: !github
+        ? 0
+        : polling
+          ? settings.RUNBOAT_GITHUB_POLL_SECONDS
+          : settings.RUNBOAT_GITHUB_RECONCILE_SECONDS,
+      pollNow: polling,
+      logger,
     });
   }
   const adopter = watcher
