@@ -15,9 +15,10 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdir, readFile, writeFile, mkdtemp } from 'node:fs/promises';
+import { cp, readdir, readFile, writeFile, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Client } from '@temporalio/client';
 import { annotations, BUILD_LABEL, CLEANUP_FINALIZER } from '../domain/build.js';
@@ -287,6 +288,24 @@ async function createLegacyDeployments(kube: KubeClients, namespace: string): Pr
   log(`[fill] ${ADOPTED} Deployments written in ${((now() - began) / 1000).toFixed(1)} s`);
 }
 
+/**
+ * The default kubefiles with a headless Service: the sandbox's kube-apiserver keeps its default
+ * Service range (10.0.0.0/24, 254 addresses), which a few hundred webhook builds exhaust ("failed
+ * to allocate a serviceIP: range is full", and every later deploy retried for ever). A headless
+ * Service takes no address; everything else is the default kubefiles'.
+ */
+async function headlessKubefiles(work: string): Promise<string> {
+  const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+  const dir = join(work, 'kubefiles');
+  await cp(join(root, 'kubefiles', 'default'), dir, { recursive: true });
+  const file = join(dir, 'deployment.yaml.njk');
+  const text = await readFile(file, 'utf8');
+  const headless = text.replace(/(\nkind: Service\n[\s\S]*?\nspec:\n)/, '$1  clusterIP: None\n');
+  if (headless === text) throw new Error(`${file}: no Service spec to make headless`);
+  await writeFile(file, headless);
+  return dir;
+}
+
 async function setUp(sandbox: Sandbox, work: string): Promise<Bench> {
   const kube = createKubeClients({
     kubeconfig: sandbox.kube.kubeconfig,
@@ -294,6 +313,7 @@ async function setUp(sandbox: Sandbox, work: string): Promise<Bench> {
   });
   const namespace = 'bench-scale';
   await kube.core.createNamespace({ body: { metadata: { name: namespace } } });
+  const kubefiles = await headlessKubefiles(work);
   const reposFile = join(work, 'repos.yaml');
   await writeFile(
     reposFile,
@@ -304,6 +324,7 @@ async function setUp(sandbox: Sandbox, work: string): Promise<Bench> {
         builds: [
           {
             image: 'ghcr.io/acme/odoo:16.0',
+            kubefiles,
             templateVars: {
               initPodAnnotations: { [RUN_FOR_ANNOTATION]: `${CHURN_INIT_SECONDS}s` },
             },
@@ -316,6 +337,7 @@ async function setUp(sandbox: Sandbox, work: string): Promise<Bench> {
         builds: [
           {
             image: 'ghcr.io/acme/odoo:16.0',
+            kubefiles,
             templateVars: { initPodAnnotations: { [RUN_FOR_ANNOTATION]: `${INIT_SECONDS}s` } },
           },
         ],
