@@ -135,6 +135,15 @@ async function main(): Promise<void> {
     apiUrlSet: process.env.RUNBOAT_GITHUB_API_URL !== undefined,
     logger,
   });
+  const workflowRunning = async (workflowId: string): Promise<boolean> => {
+    try {
+      const { status } = await client.workflow.getHandle(workflowId).describe();
+      return status.name === 'RUNNING';
+    } catch (error) {
+      if (error instanceof WorkflowNotFoundError) return false;
+      throw error;
+    }
+  };
   // One init limit for every init worker: a slots workflow per init task queue (docs/architecture.md).
   const initSlots = {
     workflowId: initSlotsWorkflowId(settings.RUNBOAT_INIT_TASK_QUEUE),
@@ -202,15 +211,7 @@ async function main(): Promise<void> {
         signalArgs: [{ build, ticket, force }],
       });
     },
-    workflowRunning: async (workflowId) => {
-      try {
-        const { status } = await client.workflow.getHandle(workflowId).describe();
-        return status.name === 'RUNNING';
-      } catch (error) {
-        if (error instanceof WorkflowNotFoundError) return false;
-        throw error;
-      }
-    },
+    workflowRunning,
   });
 
   // Build and fleet workflows both auto-upgrade: a running build moves to the current version at
@@ -274,29 +275,45 @@ async function main(): Promise<void> {
     : undefined;
   cache.watcher = watcher;
   if (watcher) registerBuildsGauge(registry, () => watcher.deployments());
+  // The singletons of the builds queue: the global init limit and the fleet. A worker that starts
+  // with other limits hands them over; one that finds them gone (Temporal lost its database, an
+  // operator terminated them) starts them again at its next check.
+  const limits = {
+    maxStarted: settings.RUNBOAT_MAX_STARTED,
+    maxDeployed: settings.RUNBOAT_MAX_DEPLOYED,
+  };
+  const fleetId = fleetWorkflowId(settings.RUNBOAT_BUILDS_TASK_QUEUE);
+  const startSingletons = async (onlyIfGone: boolean) => {
+    if (!onlyIfGone || !(await workflowRunning(initSlots.workflowId))) {
+      await client.workflow.signalWithStart('initSlotsWorkflow', {
+        workflowId: initSlots.workflowId,
+        taskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
+        args: [{ limit: initSlots.limit }],
+        signal: initSlotsLimitSignal,
+        signalArgs: [initSlots.limit],
+      });
+      if (onlyIfGone) logger.warn({ workflow: initSlots.workflowId }, 'started again');
+    }
+    if (!onlyIfGone || !(await workflowRunning(fleetId))) {
+      await client.workflow.signalWithStart('fleetWorkflow', {
+        workflowId: fleetId,
+        taskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
+        args: [{ limits, stickySeconds: settings.RUNBOAT_STICKY_INTERVAL_SECONDS }],
+        signal: fleetLimitsSignal,
+        signalArgs: [limits],
+      });
+      if (onlyIfGone) logger.warn({ workflow: fleetId }, 'started again');
+    }
+  };
+  let singletonsCheck: NodeJS.Timeout | undefined;
   if (roles.has('builds')) {
-    // The global init limit; a worker that starts with another limit hands it over.
-    await client.workflow.signalWithStart('initSlotsWorkflow', {
-      workflowId: initSlots.workflowId,
-      taskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
-      args: [{ limit: initSlots.limit }],
-      signal: initSlotsLimitSignal,
-      signalArgs: [initSlots.limit],
-    });
-  }
-  if (roles.has('builds')) {
-    // One fleet per builds queue; a worker that starts with other limits hands them over.
-    const limits = {
-      maxStarted: settings.RUNBOAT_MAX_STARTED,
-      maxDeployed: settings.RUNBOAT_MAX_DEPLOYED,
-    };
-    await client.workflow.signalWithStart('fleetWorkflow', {
-      workflowId: fleetWorkflowId(settings.RUNBOAT_BUILDS_TASK_QUEUE),
-      taskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
-      args: [{ limits, stickySeconds: settings.RUNBOAT_STICKY_INTERVAL_SECONDS }],
-      signal: fleetLimitsSignal,
-      signalArgs: [limits],
-    });
+    await startSingletons(false);
+    singletonsCheck = setInterval(() => {
+      startSingletons(true).catch((error: unknown) =>
+        logger.warn({ err: error }, 'fleet and init slots not checked'),
+      );
+    }, settings.RUNBOAT_ADOPT_INTERVAL_SECONDS * 1000);
+    singletonsCheck.unref();
     // Polling as the trigger, or slower as the reconciliation of missed deliveries (README).
     const polling = settings.RUNBOAT_GITHUB_POLL_SECONDS > 0;
     await syncPollSchedules({
@@ -346,6 +363,7 @@ async function main(): Promise<void> {
   try {
     await Promise.all(workers.map((worker) => worker.run()));
   } finally {
+    clearInterval(singletonsCheck);
     await adopter?.stop();
     await watcher?.stop();
     await client.connection.close();
