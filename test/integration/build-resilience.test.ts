@@ -214,11 +214,14 @@ describe('builds under pressure', () => {
     const handle = await env.build(commit, 60);
     await env.waitForStatus(name, 'stopped');
     const firstRun = (await handle.describe()).runId;
-    for (let cycle = 0; cycle < 6; cycle++) {
+    // Start and stop until the history passes 60 events and the workflow continues as new (how
+    // many cycles that takes depends on the events a cycle writes).
+    for (let cycle = 0; cycle < 15; cycle++) {
       await handle.executeUpdate(startUpdate);
       await env.waitForStatus(name, 'started');
       await handle.executeUpdate(stopUpdate);
       await env.waitForStatus(name, 'stopped');
+      if ((await handle.describe()).runId !== firstRun) break;
     }
     const later = await eventually(async () => {
       const description = await handle.describe();
