@@ -91,20 +91,25 @@ async function patchedSources(): Promise<string> {
   const pair = /^( *)(await short\.\w+\(.*\);)\n *(await short\.\w+\(.*\);)$/m.exec(source);
   if (!pair) throw new Error('no two consecutive activity calls in workflows/build-workflow.ts');
   const [whole, indent, first, second] = pair as unknown as [string, string, string, string];
-  const patched = source
-    .replace(
-      whole,
-      [
-        `${indent}if (patched('upgrade-drill')) {`,
-        `${indent}  ${second}`,
-        `${indent}  ${first}`,
-        `${indent}} else {`,
-        `${indent}  ${first}`,
-        `${indent}  ${second}`,
-        `${indent}}`,
-      ].join('\n'),
-    )
-    .replace("} from '@temporalio/workflow';", "  patched,\n} from '@temporalio/workflow';");
+  const swapped = source.replace(
+    whole,
+    [
+      `${indent}if (patched('upgrade-drill')) {`,
+      `${indent}  ${second}`,
+      `${indent}  ${first}`,
+      `${indent}} else {`,
+      `${indent}  ${first}`,
+      `${indent}  ${second}`,
+      `${indent}}`,
+    ].join('\n'),
+  );
+  // The workflow may import `patched` already (for patches of its own).
+  const patched = /^\s*patched,$/m.test(swapped)
+    ? swapped
+    : swapped.replace(
+        "} from '@temporalio/workflow';",
+        "  patched,\n} from '@temporalio/workflow';",
+      );
   if (!patched.includes('patched,')) throw new Error('no import from @temporalio/workflow');
   await writeFile(file, patched);
   return dir;
