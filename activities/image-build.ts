@@ -13,29 +13,22 @@
 import { createHash } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/activity';
+import { type V1ConfigMap, type V1Job } from '@kubernetes/client-node';
 import {
-  PatchStrategy,
-  type KubernetesObject,
-  type V1ConfigMap,
-  type V1Job,
-} from '@kubernetes/client-node';
-import {
-  BUILD_LABEL,
-  JOB_KIND_LABEL,
   type BuildRef,
   type CommitInfo,
   type JobKind,
   type ResolvedBuild,
   type ResolvedImageBuild,
 } from '../domain/build.js';
-import { FIELD_MANAGER, isKubeStatus } from '../lib/kube.js';
+import { isKubeStatus } from '../lib/kube.js';
 import type { ImageBuildConfig } from '../lib/settings.js';
 import type { ActivityDeps } from './index.js';
 import {
   finished,
   jobName,
   keepJobLog,
-  logConfigMapName,
+  storeJobLog,
   waitForChange,
   type JobOutcome,
 } from './jobs.js';
@@ -226,32 +219,13 @@ export function createImageBuildActivities(deps: ImageBuildActivityDeps, jobs: B
   };
 
   /** Keeps a log of this build's image when no Job of its own ran (`<build>-build-log`). */
-  const keepNote = async (build: string, job: string | null, text: string) => {
-    const configMap: KubernetesObject & { data: Record<string, string> } = {
-      apiVersion: 'v1',
-      kind: 'ConfigMap',
-      metadata: {
-        name: logConfigMapName(build, 'build'),
-        namespace,
-        labels: { [BUILD_LABEL]: build, [JOB_KIND_LABEL]: 'build' },
-      },
-      data: {
-        job: job ?? 'none',
-        outcome: 'succeeded',
-        reason: '',
-        finishedAt: new Date().toISOString(),
-        log: text,
-      },
-    };
-    await kube.objects.patch(
-      configMap,
-      undefined,
-      undefined,
-      FIELD_MANAGER,
-      true,
-      PatchStrategy.ServerSideApply,
-    );
-  };
+  const keepNote = (build: string, job: string | null, text: string) =>
+    storeJobLog(kube, namespace, build, 'build', {
+      job: job ?? 'none',
+      succeeded: true,
+      reason: null,
+      log: text,
+    });
 
   /** Waits for another build's Job to end; undefined when it was deleted before. */
   const waitForJob = async (name: string): Promise<JobOutcome | undefined> => {

@@ -200,15 +200,23 @@ export function scriptError(log: string): string | null {
   return last === undefined ? null : last.slice(SCRIPT_ERROR_PREFIX.length).trim() || null;
 }
 
-/** Keeps the tail of the Job's log and its outcome in the build's log ConfigMap; returns the log. */
-export async function keepJobLog(
+/** What a build's log ConfigMap of one Job kind holds. */
+export interface KeptLog {
+  /** The Job's name, or `none` when no Job of the build's own ran. */
+  job: string;
+  succeeded: boolean;
+  reason: string | null;
+  log: string;
+}
+
+/** Writes the build's log ConfigMap of one Job kind (`<build>-init-log` and kin). */
+export async function storeJobLog(
   kube: KubeClients,
   namespace: string,
   build: string,
   kind: JobKind,
-  outcome: JobOutcome,
-): Promise<string> {
-  const log = await podLogTail(kube, namespace, outcome.jobName);
+  kept: KeptLog,
+): Promise<void> {
   const configMap: KubernetesObject & { data: Record<string, string> } = {
     apiVersion: 'v1',
     kind: 'ConfigMap',
@@ -218,11 +226,11 @@ export async function keepJobLog(
       labels: { [BUILD_LABEL]: build, [JOB_KIND_LABEL]: kind },
     },
     data: {
-      job: outcome.jobName,
-      outcome: outcome.succeeded ? 'succeeded' : 'failed',
-      reason: outcome.reason ?? '',
+      job: kept.job,
+      outcome: kept.succeeded ? 'succeeded' : 'failed',
+      reason: kept.reason ?? '',
       finishedAt: new Date().toISOString(),
-      log,
+      log: kept.log,
     },
   };
   // Generated here, not from kubefiles: no dry run needed before applying it.
@@ -234,5 +242,22 @@ export async function keepJobLog(
     true,
     PatchStrategy.ServerSideApply,
   );
+}
+
+/** Keeps the tail of the Job's log and its outcome in the build's log ConfigMap; returns the log. */
+export async function keepJobLog(
+  kube: KubeClients,
+  namespace: string,
+  build: string,
+  kind: JobKind,
+  outcome: JobOutcome,
+): Promise<string> {
+  const log = await podLogTail(kube, namespace, outcome.jobName);
+  await storeJobLog(kube, namespace, build, kind, {
+    job: outcome.jobName,
+    succeeded: outcome.succeeded,
+    reason: outcome.reason,
+    log,
+  });
   return log;
 }
