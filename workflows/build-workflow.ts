@@ -25,7 +25,7 @@ import {
 import type { SearchAttributeUpdatePair } from '@temporalio/common';
 import type { ActivityInterfaceFor } from '@temporalio/workflow';
 import type { BuildActivities, Mirror } from '../activities/index.js';
-import type { BuildRef, BuildStatus, ResolvedBuild } from '../domain/build.js';
+import type { BuildRef, BuildStatus, JobKind, ResolvedBuild } from '../domain/build.js';
 import {
   defaultTaskQueues,
   driftSignal,
@@ -479,27 +479,13 @@ class Build {
     if (limited && !(await this.awaitInitSlot())) return;
     try {
       const generation = ++this.state.initGeneration;
-      const scope = new CancellationScope();
-      const running = scope.run(() =>
+      const outcome = await this.unlessInterrupted('initialize', () =>
         this.init.initialize.executeWithOptions(
           { summary: `init Job ${this.state.name}-init-${generation}` },
           [this.ref, config, generation],
         ),
       );
-      const interrupted = condition(() => this.pendingOf('reset', 'undeploy'));
-      const outcome = await Promise.race([
-        running.then(
-          (result) => ({ result }),
-          (error: unknown) => ({ error }),
-        ),
-        interrupted.then(() => undefined),
-      ]);
-      if (outcome === undefined) {
-        scope.cancel();
-        await running.catch(() => undefined);
-        await short.killJobs(this.state.name, 'initialize');
-        return;
-      }
+      if (outcome === undefined) return;
       if ('error' in outcome) {
         await this.initEnded(false, failureReason(outcome.error));
         return;
@@ -508,6 +494,33 @@ class Build {
     } finally {
       if (limited) await this.releaseInitSlot();
     }
+  }
+
+  /**
+   * Runs a Job's activity (the init, the image build) to its end, unless a reset or an undeploy
+   * comes first: then it cancels the activity, waits until it has deleted its Job, kills any Job
+   * of that kind left, and answers undefined.
+   */
+  private async unlessInterrupted<T>(
+    kind: JobKind,
+    start: () => Promise<T>,
+  ): Promise<{ result: T } | { error: unknown } | undefined> {
+    const scope = new CancellationScope();
+    const running = scope.run(start);
+    const interrupted = condition(() => this.pendingOf('reset', 'undeploy'));
+    const outcome = await Promise.race([
+      running.then(
+        (result) => ({ result }),
+        (error: unknown) => ({ error }),
+      ),
+      interrupted.then(() => undefined),
+    ]);
+    if (outcome === undefined) {
+      scope.cancel();
+      await running.catch(() => undefined);
+      await short.killJobs(this.state.name, kind);
+    }
+    return outcome;
   }
 
   /**
@@ -548,27 +561,13 @@ class Build {
     await this.mirror({ status: 'building', imageStatus: 'building' });
     this.setStatus('building');
     await this.report('pending', 'building image', 'build');
-    const scope = new CancellationScope();
-    const running = scope.run(() =>
+    const outcome = await this.unlessInterrupted('build', () =>
       this.imageBuilder.buildImage.executeWithOptions(
         { summary: `build Job ${this.state.name}-build-${generation}` },
         [this.ref, config, generation],
       ),
     );
-    const interrupted = condition(() => this.pendingOf('reset', 'undeploy'));
-    const outcome = await Promise.race([
-      running.then(
-        (result) => ({ result }),
-        (error: unknown) => ({ error }),
-      ),
-      interrupted.then(() => undefined),
-    ]);
-    if (outcome === undefined) {
-      scope.cancel();
-      await running.catch(() => undefined);
-      await short.killJobs(this.state.name, 'build');
-      return false;
-    }
+    if (outcome === undefined) return false;
     if ('error' in outcome || !outcome.result.succeeded) {
       const reason =
         'error' in outcome
