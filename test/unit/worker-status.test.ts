@@ -112,7 +112,10 @@ describe('the worker status', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as { port: number };
     await new Promise((resolve) => server.close(resolve));
-    const connection = Connection.lazy({ address: `127.0.0.1:${port}` });
+    // No gRPC retries: a retry timer left pending would fire after the connection is closed
+    // and fail the run with an unhandled error (the deadline of a hung Temporal is tested
+    // against a real server in test/integration/api-hardening.test.ts).
+    const connection = Connection.lazy({ address: `127.0.0.1:${port}`, interceptors: [] });
     try {
       const client = new Client({ connection, namespace: 'default' });
       const started = Date.now();
