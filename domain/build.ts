@@ -19,6 +19,10 @@ export interface CommitInfo {
    * is not `repo`. Null or absent when unknown: such a pull request is treated as a fork.
    */
   headRepo?: string | null;
+  /** The commit's message (its first line, at most 200 characters), when the trigger knew it. */
+  message?: string;
+  /** The commit's author (a name or a GitHub login), when the trigger knew it. */
+  author?: string;
 }
 
 /** A pull request whose head is not known to come from the repo itself (docs/kubefiles.md). */
