@@ -15,6 +15,7 @@ import {
 } from '@kubernetes/client-node';
 import {
   annotations,
+  commitNote,
   BUILD_LABEL,
   CLEANUP_FINALIZER,
   JOB_KIND_LABEL,
@@ -188,6 +189,8 @@ export function createActivities(deps: ActivityDeps) {
         pr: build.commit.pr,
         sha: build.commit.gitCommit,
         headRepo: build.commit.headRepo ?? null,
+        message: commitNote(build.commit.message),
+        author: commitNote(build.commit.author),
       },
       source: config.source ?? sourceOf(build, null),
       image: config.image,

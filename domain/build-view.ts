@@ -4,6 +4,7 @@
  */
 import {
   annotations,
+  commitNote,
   deriveStatus,
   STATUS_LABEL,
   type BuildStatus,
@@ -27,7 +28,16 @@ export interface DeploymentLike {
 /** A build in the API's JSON. */
 export interface BuildView {
   name: string;
-  commit_info: { repo: string; target_branch: string; pr: number | null; git_commit: string };
+  commit_info: {
+    repo: string;
+    target_branch: string;
+    pr: number | null;
+    git_commit: string;
+    /** The commit's message (first line), null when the build does not know it. */
+    message: string | null;
+    /** The commit's author, null when the build does not know it. */
+    author: string | null;
+  };
   status: BuildStatus;
   init_status: string;
   /** Builds with an image build: `building`, `built` or `failed`; null without one. */
@@ -56,12 +66,17 @@ export function isoTime(value: Date | string | undefined | null): string | null 
 export function commitOf(deployment: DeploymentLike): CommitInfo {
   const notes = deployment.metadata?.annotations ?? {};
   const pr = notes[annotations.pr];
+  // Read through the same rule as written: a hand-edited annotation is trusted no more.
+  const message = commitNote(notes[annotations.commitMessage]);
+  const author = commitNote(notes[annotations.commitAuthor]);
   return {
     repo: notes[annotations.repo] ?? '',
     targetBranch: notes[annotations.targetBranch] ?? '',
     pr: pr ? Number(pr) : null,
     gitCommit: notes[annotations.gitCommit] ?? '',
     ...(notes[annotations.headRepo] ? { headRepo: notes[annotations.headRepo] } : {}),
+    ...(message ? { message } : {}),
+    ...(author ? { author } : {}),
   };
 }
 
@@ -126,6 +141,8 @@ export function buildView(deployment: DeploymentLike, buildDomain: string): Buil
       target_branch: commit.targetBranch,
       pr: commit.pr,
       git_commit: commit.gitCommit,
+      message: commit.message ?? null,
+      author: commit.author ?? null,
     },
     status: deriveStatus({
       deletionTimestamp: deployment.metadata?.deletionTimestamp,

@@ -89,7 +89,44 @@ export const annotations = {
   headRepo: 'runboat/head-repo',
   /** Builds with an image build: `building`, `built` or `failed` (ours). */
   imageStatus: 'runboat/image-status',
+  /** The commit's message, one line of at most 200 characters ({@link commitNote}; ours). */
+  commitMessage: 'runboat/commit-message',
+  /** The commit's author, one line of at most 200 characters ({@link commitNote}; ours). */
+  commitAuthor: 'runboat/commit-author',
 } as const;
+
+/** C0 and C1 controls, DEL, non-characters, and the marks that reorder text on screen. */
+const UNSHOWN =
+  // eslint-disable-next-line no-control-regex -- control characters are what it finds
+  /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff\ufffe\uffff]/g;
+
+/** The longest commit message or author a build keeps. */
+export const COMMIT_NOTE_MAX = 200;
+
+/**
+ * A commit's message or author as a build keeps it (annotations, cards): its first non-empty line,
+ * without control or bidirectional-override characters, spaces collapsed, at most
+ * {@link COMMIT_NOTE_MAX} characters (code points; `…` marks a cut). Empty when there is none.
+ */
+export function commitNote(text: string | null | undefined): string {
+  if (typeof text !== 'string') return '';
+  const line =
+    text
+      .split(/\r\n|[\n\r\v\f\u0085\u2028\u2029]/)
+      .map((part) => part.replace(UNSHOWN, ' ').replace(/\s+/g, ' ').trim())
+      .find((part) => part !== '') ?? '';
+  // Lone surrogates are no text: U+FFFD, as a UTF-8 encoder writes them.
+  const points = Array.from(
+    line
+      .replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd')
+      .normalize('NFC'),
+  );
+  if (points.length <= COMMIT_NOTE_MAX) return points.join('');
+  return `${points
+    .slice(0, COMMIT_NOTE_MAX - 1)
+    .join('')
+    .trimEnd()}…`;
+}
 
 /**
  * The configuration of one build, resolved from the repos file. It travels through workflow

@@ -41,6 +41,10 @@ export interface KubefilesContext {
     sha: string;
     /** Pull requests: the repo of the head commit, when known. */
     headRepo: string | null;
+    /** The commit's message, one line (`commitNote` of domain/build.ts); '' when unknown. */
+    message?: string;
+    /** The commit's author, one line; '' when unknown. */
+    author?: string;
   };
   /** Where the build's commit is fetched from, what is installed, and whether it is trusted. */
   source: BuildSource;

@@ -83,6 +83,8 @@ describe('queued builds in the build index', () => {
           target_branch: 'main',
           pr: 12,
           git_commit: a.commit.gitCommit,
+          message: null,
+          author: null,
         },
         repo_pr_link: 'https://github.com/acme/shop/pull/12',
         created: a.created,

@@ -26,6 +26,8 @@ interface Spec {
   status: BuildStatus;
   created: string;
   failure?: string;
+  message?: string;
+  author?: string;
 }
 
 function view(spec: Spec): BuildView {
@@ -37,7 +39,14 @@ function view(spec: Spec): BuildView {
   const link = `https://github.com/${repo}`;
   return {
     name,
-    commit_info: { repo, target_branch: branch, pr, git_commit: sha },
+    commit_info: {
+      repo,
+      target_branch: branch,
+      pr,
+      git_commit: sha,
+      message: spec.message ?? null,
+      author: spec.author ?? null,
+    },
     status: spec.status,
     init_status: 'succeeded',
     image_status: null,
