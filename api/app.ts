@@ -20,7 +20,15 @@ import type { Logger } from '../lib/logger.js';
 import type { RepoConfig } from '../lib/settings.js';
 import type { BuildFilter, BuildIndex } from './build-index.js';
 import type { BuildCommands, Transition } from './commands.js';
-import { openApiDocument } from './openapi.js';
+import { openApiDocument } from './openapi-document.js';
+import {
+  buildFilterQuery,
+  buildLogQuery,
+  parseBody,
+  parseQuery,
+  triggerBranchBody,
+  triggerPrBody,
+} from './schemas.js';
 import { adminAuth, createSessions, type RequestAuth, type Sessions } from './session.js';
 import type { WorkerStatus } from './worker-status.js';
 
@@ -186,27 +194,16 @@ export function isAdmin(header: string | undefined, admin: ApiSettings['admin'])
   return false;
 }
 
+/** The build filters of a query (api/schemas.ts), or a 400 naming the bad one. */
 function parseFilter(query: Koa.Context['query']): BuildFilter {
-  const one = (key: string): string | undefined => {
-    const value = query[key];
-    if (Array.isArray(value)) throw new ClientError(`${key}: give it once`);
-    return value === undefined || value === '' ? undefined : value;
-  };
-  const pr = one('pr');
-  if (pr !== undefined && !/^[1-9][0-9]{0,9}$/.test(pr)) {
-    throw new ClientError(`pr: not a pull request number: ${JSON.stringify(pr)}`);
-  }
-  const status = one('status');
-  if (status !== undefined && !buildStatuses.includes(status as BuildStatus)) {
-    throw new ClientError(`status: one of ${buildStatuses.join(', ')}`);
-  }
+  const filter = parseQuery(buildFilterQuery, query);
   return {
-    repo: one('repo'),
-    targetBranch: one('target_branch'),
-    branch: one('branch'),
-    pr: pr === undefined ? undefined : Number(pr),
-    status: status as BuildStatus | undefined,
-    name: one('name'),
+    repo: filter.repo,
+    targetBranch: filter.target_branch,
+    branch: filter.branch,
+    pr: filter.pr,
+    status: filter.status,
+    name: filter.name,
   };
 }
 
@@ -223,22 +220,6 @@ const jsonBody = bodyParser({
     throw new ClientError('body: not valid JSON');
   },
 });
-
-/** The parsed JSON body: an object, or a 400. */
-function bodyObject(ctx: Koa.Context): Record<string, unknown> {
-  const data: unknown = ctx.request.body;
-  if (!data || typeof data !== 'object' || Array.isArray(data)) {
-    throw new ClientError('body: expected a JSON object');
-  }
-  return data as Record<string, unknown>;
-}
-
-function requireString(body: Record<string, unknown>, key: string, pattern?: RegExp): string {
-  const value = body[key];
-  if (typeof value !== 'string' || value === '') throw new ClientError(`${key}: required string`);
-  if (pattern && !pattern.test(value)) throw new ClientError(`${key}: invalid value`);
-  return value;
-}
 
 /** Creates the application. */
 export function createApp(deps: AppDeps): Koa {
@@ -364,8 +345,9 @@ export function createApp(deps: AppDeps): Koa {
     ctx.body = await deps.metrics.metrics();
   });
 
+  const openApi = openApiDocument({ publicStartStop: settings.publicStartStop });
   router.get('/api/v1/openapi.json', (ctx) => {
-    ctx.body = openApiDocument;
+    ctx.body = openApi;
   });
   router.get('/api/v1/status', async (ctx) => {
     const builds = index.all();
@@ -415,13 +397,8 @@ export function createApp(deps: AppDeps): Koa {
     return next();
   };
   router.post('/api/v1/builds/trigger/branch', adminOnly, jsonBody, async (ctx) => {
-    const body = bodyObject(ctx);
-    const repo = requireString(body, 'repo', /^[\w.-]+\/[\w.-]+$/).toLowerCase();
-    const branch = requireString(body, 'branch');
-    const sha =
-      body.sha === undefined
-        ? await commands.branchHead(repo, branch)
-        : requireString(body, 'sha', /^[0-9a-f]{40}$/);
+    const { repo, branch, sha: given } = parseBody(triggerBranchBody, ctx.request.body);
+    const sha = given ?? (await commands.branchHead(repo, branch));
     if (!sha) throw new ClientError(`${repo} ${branch}: branch head not found`, 404);
     const name = await commands.trigger(
       { repo, targetBranch: branch, pr: null, gitCommit: sha },
@@ -431,24 +408,15 @@ export function createApp(deps: AppDeps): Koa {
     ctx.body = { build: name };
   });
   router.post('/api/v1/builds/trigger/pr', adminOnly, jsonBody, async (ctx) => {
-    const body = bodyObject(ctx);
-    const repo = requireString(body, 'repo', /^[\w.-]+\/[\w.-]+$/).toLowerCase();
-    const pr = body.pr;
-    if (typeof pr !== 'number' || !Number.isInteger(pr) || pr <= 0) {
-      throw new ClientError('pr: required positive integer');
-    }
-    // The repo of the PR's head commit; unknown, the PR is treated as a fork (no secrets).
-    const headRepo =
-      body.head_repo === undefined
-        ? null
-        : requireString(body, 'head_repo', /^[\w.-]+\/[\w.-]+$/).toLowerCase();
+    const body = parseBody(triggerPrBody, ctx.request.body);
     const name = await commands.trigger(
       {
-        repo,
-        targetBranch: requireString(body, 'target_branch'),
-        pr,
-        gitCommit: requireString(body, 'sha', /^[0-9a-f]{40}$/),
-        headRepo,
+        repo: body.repo,
+        targetBranch: body.target_branch,
+        pr: body.pr,
+        gitCommit: body.sha,
+        // The repo of the PR's head commit; unknown, the PR is treated as a fork (no secrets).
+        headRepo: body.head_repo ?? null,
       },
       { kind: 'api', id: String(ctx.state.requestId) },
     );
@@ -580,11 +548,7 @@ export function createApp(deps: AppDeps): Koa {
   }
   router.get('/api/v1/builds/:name/log', async (ctx) => {
     const build = buildOr404(ctx.params.name ?? '');
-    const tail = Number(ctx.query.tail ?? 500);
-    if (!Number.isInteger(tail) || tail < 1 || tail > 100_000) {
-      throw new ClientError('tail: an integer from 1 to 100000');
-    }
-    const follow = ctx.query.follow === 'true' || ctx.query.follow === '1';
+    const { tail = 500, follow = false } = parseQuery(buildLogQuery, ctx.query);
     if (build.status !== 'started' && build.status !== 'starting') {
       throw new ClientError(`build ${build.name} is ${build.status}: it has no running pod`, 409);
     }
