@@ -19,6 +19,7 @@ import { BuildNotFoundError, ClientError, UnauthorizedError } from '../lib/error
 import type { Logger } from '../lib/logger.js';
 import type { RepoConfig } from '../lib/settings.js';
 import type { BuildFilter, BuildIndex } from './build-index.js';
+import { matchesSearch, pageOf, parseSearch, PER_PAGE_MAX, positiveParam } from './build-search.js';
 import type { BuildCommands, Transition } from './commands.js';
 import { openApiDocument } from './openapi-document.js';
 import {
@@ -29,6 +30,7 @@ import {
   triggerBranchBody,
   triggerPrBody,
 } from './schemas.js';
+import { SummaryFeed } from './fleet-summary.js';
 import { adminAuth, createSessions, type RequestAuth, type Sessions } from './session.js';
 import type { WorkerStatus } from './worker-status.js';
 
@@ -64,6 +66,8 @@ export interface ApiSettings {
   repos: () => readonly RepoConfig[];
   maxStarted: number;
   maxDeployed: number;
+  /** The global init limit, shown as the init slots of the fleet summary. */
+  maxInitializing?: number;
   admin: { user?: string | undefined; password?: string | undefined; token?: string | undefined };
   /** Whether anyone may start and stop builds; reset and undeploy always need the admin. */
   publicStartStop: boolean;
@@ -303,6 +307,12 @@ export function createApp(deps: AppDeps): Koa {
   for (const middleware of deps.extra ?? []) app.use(middleware);
 
   const router = new Router();
+  // One computation of the fleet summary for every page open (docs/ui.md, "Fleet summary").
+  const summary = new SummaryFeed(index, {
+    maxStarted: settings.maxStarted,
+    maxDeployed: settings.maxDeployed,
+    maxInitializing: settings.maxInitializing,
+  });
 
   const requireAdmin = (ctx: Koa.Context) => {
     if (!(ctx.state.auth as RequestAuth | undefined)?.admin) {
@@ -359,7 +369,14 @@ export function createApp(deps: AppDeps): Koa {
     ctx.body = {
       deployed: builds.length - counts.queued,
       counts,
-      limits: { max_started: settings.maxStarted, max_deployed: settings.maxDeployed },
+      limits: {
+        max_started: settings.maxStarted,
+        max_deployed: settings.maxDeployed,
+        ...(settings.maxInitializing === undefined
+          ? {}
+          : { max_initializing: settings.maxInitializing }),
+      },
+      summary: summary.figures(),
       ...(deps.workers ? { workers: await deps.workers() } : {}),
     };
   });
@@ -371,7 +388,32 @@ export function createApp(deps: AppDeps): Koa {
     }));
   });
   router.get('/api/v1/builds', (ctx) => {
-    ctx.body = index.all(parseFilter(ctx.query));
+    // Search and pages (docs/api.md, "Search and pages"): without per_page, every build.
+    const q = ctx.query.q;
+    if (Array.isArray(q)) throw new ClientError('q: give it once');
+    const query = parseSearch(q);
+    const matching = index.all(parseFilter(ctx.query)).filter((b) => matchesSearch(b, query));
+    const perPage = positiveParam(ctx.query.per_page, 'per_page', 0, PER_PAGE_MAX);
+    const asked = positiveParam(ctx.query.page, 'page', 1);
+    if (perPage === 0) {
+      ctx.set('x-total-count', String(matching.length));
+      ctx.body = matching;
+      return;
+    }
+    const page = pageOf(matching, asked, perPage);
+    ctx.set('x-total-count', String(page.total));
+    const link = (n: number, rel: string) => {
+      const url = new URL(ctx.originalUrl, 'http://x');
+      url.searchParams.set('page', String(n));
+      return `<${url.pathname}${url.search}>; rel="${rel}"`;
+    };
+    const links = [
+      ...(page.page > 1 ? [link(page.page - 1, 'prev')] : []),
+      ...(page.page < page.pages ? [link(page.page + 1, 'next')] : []),
+      link(page.pages, 'last'),
+    ];
+    ctx.set('link', links.join(', '));
+    ctx.body = page.items;
   });
   router.delete('/api/v1/builds', async (ctx) => {
     requireAdmin(ctx);
@@ -497,10 +539,14 @@ export function createApp(deps: AppDeps): Koa {
     };
     const onUpd = send('upd');
     const onDel = send('del');
+    const onSummary = (figures: unknown) =>
+      write(`event: summary\ndata: ${JSON.stringify(figures)}\n\n`);
     index.on('upd', onUpd);
     index.on('del', onDel);
+    summary.on('summary', onSummary);
     write('retry: 2000\n\n');
     for (const build of index.all()) onUpd(build);
+    onSummary(summary.figures());
     // A comment line: proxies and browsers see the stream alive between build events.
     const heartbeat = setInterval(() => write(': heartbeat\n\n'), limits.heartbeatMs);
     let closed = false;
@@ -510,6 +556,7 @@ export function createApp(deps: AppDeps): Koa {
       clearInterval(heartbeat);
       index.off('upd', onUpd);
       index.off('del', onDel);
+      summary.off('summary', onSummary);
       streamsOpen--;
       const left = (openStreams.get(client) ?? 1) - 1;
       if (left > 0) openStreams.set(client, left);

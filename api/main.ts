@@ -101,6 +101,7 @@ async function main(): Promise<void> {
       repos,
       maxStarted: settings.RUNBOAT_MAX_STARTED,
       maxDeployed: settings.RUNBOAT_MAX_DEPLOYED,
+      maxInitializing: settings.RUNBOAT_MAX_INITIALIZING,
       admin,
       publicStartStop: settings.RUNBOAT_PUBLIC_START_STOP,
       events: {
@@ -132,6 +133,11 @@ async function main(): Promise<void> {
         commands,
         workers,
         repos,
+        limits: {
+          maxStarted: settings.RUNBOAT_MAX_STARTED,
+          maxDeployed: settings.RUNBOAT_MAX_DEPLOYED,
+          maxInitializing: settings.RUNBOAT_MAX_INITIALIZING,
+        },
         publicStartStop: settings.RUNBOAT_PUBLIC_START_STOP,
         ...(admin.token || admin.user ? { login: { sessions, admin } } : {}),
         logger,

@@ -21,7 +21,9 @@ import { ClientError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { secretEquals, type ApiSettings } from './app.js';
 import type { BuildIndex } from './build-index.js';
+import { matchesSearch, pageOf, parseSearch, SEARCH_MAX, type Page } from './build-search.js';
 import type { BuildCommands } from './commands.js';
+import { fleetSummary, type FleetLimits } from './fleet-summary.js';
 import type { RequestAuth, Sessions } from './session.js';
 import type { WorkerStatus } from './worker-status.js';
 
@@ -43,6 +45,8 @@ export interface WebUiDeps {
    * Without it, the login page says that no admin login is configured.
    */
   login?: { sessions: Sessions; admin: ApiSettings['admin'] };
+  /** The limits of the fleet summary on every page; without them, no summary. */
+  limits?: FleetLimits;
   /** Whether workers poll the task queues; its warnings become the banner of every page. */
   workers?: () => Promise<Pick<WorkerStatus, 'warnings'>>;
   logger: Logger;
@@ -96,6 +100,59 @@ function when(iso: string | null | undefined): string {
   return iso ? `${iso.slice(0, 16).replace('T', ' ')} UTC` : 'never';
 }
 
+/**
+ * How long ago an instant was, as cards show it ("just now", "3 min ago", "2 h ago",
+ * "5 days ago", then the date); app.js computes the same and refreshes it every half minute.
+ */
+export function ago(iso: string | null | undefined, now = Date.now()): string {
+  if (!iso) return 'never';
+  const time = Date.parse(iso);
+  if (Number.isNaN(time)) return iso;
+  const minutes = Math.floor((now - time) / 60_000);
+  if (minutes < 1) return 'just now';
+  if (minutes < 60) return `${minutes} min ago`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 24) return `${hours} h ago`;
+  const days = Math.floor(hours / 24);
+  if (days < 60) return days === 1 ? '1 day ago' : `${days} days ago`;
+  return iso.slice(0, 10);
+}
+
+/** Rows of a repo page, builds of a row shown on it, builds of a page of one row or of a search. */
+export const ROWS_PER_PAGE = 40;
+export const CARDS_PER_ROW = 6;
+export const BUILDS_PER_PAGE = 60;
+
+/** The page links of a paged list: the same URL with another `page`. */
+interface Pager {
+  page: number;
+  pages: number;
+  total: number;
+  prev: string | null;
+  next: string | null;
+}
+
+function pagerOf(page: Page<unknown>, url: string): Pager {
+  const href = (n: number) => {
+    const target = new URL(url, 'http://x');
+    if (n === 1) target.searchParams.delete('page');
+    else target.searchParams.set('page', String(n));
+    return `${target.pathname}${target.search}`;
+  };
+  return {
+    page: page.page,
+    pages: page.pages,
+    total: page.total,
+    prev: page.page > 1 ? href(page.page - 1) : null,
+    next: page.page < page.pages ? href(page.page + 1) : null,
+  };
+}
+
+/** A positive integer of the query string; anything else is the default (a page never fails). */
+function pageParam(value: unknown): number {
+  return typeof value === 'string' && /^[1-9][0-9]{0,6}$/.test(value) ? Number(value) : 1;
+}
+
 /** Where a card's "live" link goes: a stopped build is woken through `?live` (app.js alike). */
 function liveHref(build: BuildView): string {
   return build.status === 'stopped' ? `/builds/${build.name}?live` : build.deploy_link;
@@ -135,6 +192,9 @@ interface Row {
   targetBranch: string;
   targetLink: string;
   builds: BuildView[];
+  /** Builds of the row not shown on this page (older ones), and where they are. */
+  more?: number;
+  moreLink?: string;
 }
 
 function rowsOf(builds: readonly BuildView[]): { branchRows: Row[]; prRows: Row[] } {
@@ -241,6 +301,7 @@ export function webUi(deps: WebUiDeps): Koa.Middleware {
     autoescape: true,
   });
   env.addFilter('when', when);
+  env.addFilter('ago', (iso: string | null | undefined) => ago(iso));
   env.addFilter('short', (sha: string) => sha.slice(0, 7));
   // A repo in a link of this site, each part percent-encoded (app.js alike).
   env.addFilter('urlpath', (name: string) => pathSegments(name) ?? encodeURIComponent(name));
@@ -262,6 +323,8 @@ export function webUi(deps: WebUiDeps): Koa.Middleware {
     ctx.set('cache-control', 'no-store');
     const auth = ctx.state.auth as RequestAuth | undefined;
     ctx.body = env.render(template, {
+      summary: deps.limits ? fleetSummary(index.all(), deps.limits) : [],
+      search: typeof ctx.query.q === 'string' ? ctx.query.q : '',
       publicStartStop: deps.publicStartStop,
       warnings,
       admin: auth?.admin ?? false,
@@ -279,11 +342,23 @@ export function webUi(deps: WebUiDeps): Koa.Middleware {
   router.get('/', async (ctx) => {
     ctx.state.route = 'ui /';
     const q = typeof ctx.query.q === 'string' ? ctx.query.q.trim().toLowerCase() : '';
+    const all = index.all();
+    let results: Page<BuildView> | undefined;
+    if (q) {
+      const query = parseSearch(q.slice(0, SEARCH_MAX));
+      results = pageOf(
+        all.filter((b) => matchesSearch(b, query)),
+        pageParam(ctx.query.page),
+        BUILDS_PER_PAGE,
+      );
+    }
     await render(ctx, 'home.njk', {
       page: 'home',
       q,
-      entries: repoEntries(index.all(), q),
+      entries: repoEntries(all, q),
       patterns: deps.repos(),
+      results: results?.items,
+      pager: results ? pagerOf(results, ctx.originalUrl) : undefined,
     });
   });
   router.get('/repos/:owner/:repo', async (ctx) => {
@@ -297,14 +372,57 @@ export function webUi(deps: WebUiDeps): Koa.Middleware {
         `${repo} is not configured for builds (no entry of the repos file matches it), and it has no builds.`,
       );
     }
-    // A configured repo without builds still gets its page: builds appear on it live.
+    // A configured repo without builds still gets its page: builds appear on it live. Pages stay
+    // small whatever the number of builds (docs/ui.md, "Pages"): rows by page, the newest cards
+    // of each row, and a page of its own for the rest of a row.
+    const branch = typeof ctx.query.branch === 'string' ? ctx.query.branch : undefined;
+    const prText = typeof ctx.query.pr === 'string' ? ctx.query.pr : undefined;
+    const pr = prText && /^[1-9][0-9]{0,9}$/.test(prText) ? Number(prText) : undefined;
+    const asked = pageParam(ctx.query.page);
+    let rows: { branchRows: Row[]; prRows: Row[] };
+    let pager: Pager;
+    let only: string | undefined;
+    if (branch !== undefined || pr !== undefined) {
+      const ofRow = builds.filter((b) =>
+        pr !== undefined
+          ? b.commit_info.pr === pr
+          : b.commit_info.pr === null && b.commit_info.target_branch === branch,
+      );
+      const page = pageOf(ofRow, asked, BUILDS_PER_PAGE);
+      rows = rowsOf(page.items);
+      pager = pagerOf(page, ctx.originalUrl);
+      only = pr !== undefined ? `#${pr}` : branch;
+    } else {
+      const all = rowsOf(builds);
+      const page = pageOf([...all.branchRows, ...all.prRows], asked, ROWS_PER_PAGE);
+      const here = `/repos/${pathSegments(repo) ?? ''}`;
+      for (const row of page.items) {
+        if (row.builds.length <= CARDS_PER_ROW) continue;
+        row.more = row.builds.length - CARDS_PER_ROW;
+        row.builds = row.builds.slice(0, CARDS_PER_ROW);
+        row.moreLink =
+          row.kind === 'pr'
+            ? `${here}?pr=${row.key}`
+            : `${here}?branch=${encodeURIComponent(row.key)}`;
+      }
+      rows = {
+        branchRows: page.items.filter((row) => row.kind === 'branch'),
+        prRows: page.items.filter((row) => row.kind === 'pr'),
+      };
+      pager = pagerOf(page, ctx.originalUrl);
+    }
     await render(ctx, 'repo.njk', {
       page: 'repo',
       bodyRepo: repo,
       repo,
       repoLink: `https://github.com/${pathSegments(repo) ?? ''}`,
       configured: isConfigured,
-      ...rowsOf(builds),
+      only,
+      pager,
+      // New rows arrive live on the first page of all rows only; others keep the rows they show.
+      fixedRows: only !== undefined || pager.page > 1,
+      cardsPerRow: only === undefined ? CARDS_PER_ROW : undefined,
+      ...rows,
     });
   });
   router.get('/builds/:name', async (ctx) => {

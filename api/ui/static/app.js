@@ -12,6 +12,8 @@ const ACTIONS = ['start', 'stop', 'reset'];
 const RESYNC_MS = 1500;
 /** How often the banner asks whether workers poll (the server caches the answer as long). */
 const BANNER_MS = 5000;
+/** How often the relative times of the cards ("3 min ago") are computed again. */
+const AGO_MS = 30000;
 
 const body = document.body;
 /** Every build status in lifecycle order: the server's table (domain/build.ts), via the page. */
@@ -51,6 +53,29 @@ function when(iso) {
   return iso ? iso.slice(0, 16).replace('T', ' ') + ' UTC' : 'never';
 }
 
+/** How long ago an instant was: the `ago` of api/ui.ts, for the cards this script builds. */
+function ago(iso, now = Date.now()) {
+  if (!iso) return 'never';
+  const time = Date.parse(iso);
+  if (Number.isNaN(time)) return iso;
+  const minutes = Math.floor((now - time) / 60000);
+  if (minutes < 1) return 'just now';
+  if (minutes < 60) return minutes + ' min ago';
+  const hours = Math.floor(minutes / 60);
+  if (hours < 24) return hours + ' h ago';
+  const days = Math.floor(hours / 24);
+  if (days < 60) return days === 1 ? '1 day ago' : days + ' days ago';
+  return iso.slice(0, 10);
+}
+
+function refreshTimes() {
+  const now = Date.now();
+  for (const el of document.querySelectorAll('time.ago')) {
+    const text = ago(el.getAttribute('datetime'), now);
+    if (el.textContent !== text) el.textContent = text;
+  }
+}
+
 function can(action, status) {
   if (status === 'queued') return false;
   if (action === 'start') return status === 'stopped';
@@ -83,11 +108,23 @@ function card(b) {
       ),
       c.pr ? h('a', { class: 'pr', href: b.repo_pr_link }, '#' + c.pr) : null,
     ),
+    c.message || c.author
+      ? h(
+          'p',
+          { class: 'commit' },
+          c.message ? h('span', { class: 'message', title: c.message }, c.message) : null,
+          c.author ? h('span', { class: 'author' }, c.author) : null,
+        )
+      : null,
     h(
       'div',
       { class: 'card-meta' },
       h('a', { class: 'name', href: '/builds/' + b.name }, b.name),
-      h('time', { datetime: b.created || '' }, when(b.created)),
+      h(
+        'time',
+        { class: 'ago', datetime: b.created || '', title: b.created || '' },
+        ago(b.created),
+      ),
     ),
     h(
       'div',
@@ -202,6 +239,8 @@ function placeCard(b) {
   const key = pr ? String(pr) : b.commit_info.target_branch;
   let target = [...rows.children].find((r) => r.dataset.key === key);
   if (!target) {
+    // A later page of rows, or the page of one row: its rows stay those it shows.
+    if (rows.hasAttribute('data-fixed')) return;
     target = row(b);
     const next = [...rows.children].find((r) =>
       pr ? Number(r.dataset.key) < pr : r.dataset.key > key,
@@ -214,6 +253,21 @@ function placeCard(b) {
     before(mine, { created: el.dataset.created, name: el.dataset.build }),
   );
   list.insertBefore(fresh, next || null);
+  // A row shows its newest cards only (api/ui.ts, CARDS_PER_ROW).
+  const cap = Number(list.dataset.cap || 0);
+  while (cap && list.children.length > cap) list.lastElementChild.remove();
+}
+
+/** The fleet summary of layout.njk: the server's figures, put into the server's markup. */
+function renderSummary(figures) {
+  for (const f of figures) {
+    const el = document.querySelector('#summary .figure[data-key="' + CSS.escape(f.key) + '"]');
+    if (!el) continue;
+    el.className = 'figure level-' + f.level;
+    el.querySelector('.value').textContent = String(f.value);
+    const limit = el.querySelector('.limit');
+    if (limit && f.limit !== null) limit.textContent = '/' + f.limit;
+  }
 }
 
 function removeCard(name) {
@@ -279,7 +333,12 @@ function renderHolding(b) {
 function onUpd(b) {
   builds.set(b.name, b);
   seen.add(b.name);
-  if (page === 'home') return renderHome();
+  if (page === 'home') {
+    // A card of the search results changes in place; new matches come with a new search.
+    const old = findCard(b.name);
+    if (old) old.replaceWith(card(b));
+    return renderHome();
+  }
   if (page === 'holding' && body.dataset.build === b.name) return renderHolding(b);
   placeCard(b);
   if (page === 'build' && body.dataset.build === b.name) renderBuildPage(b);
@@ -323,6 +382,7 @@ function connect() {
   });
   events.addEventListener('upd', (e) => onUpd(JSON.parse(e.data)));
   events.addEventListener('del', (e) => onDel(JSON.parse(e.data)));
+  events.addEventListener('summary', (e) => renderSummary(JSON.parse(e.data)));
   events.addEventListener('error', () => {
     connected(false);
     clearTimeout(resyncTimer);
@@ -394,3 +454,5 @@ document.getElementById('filter')?.addEventListener('input', applyFilter);
 applyFilter();
 connect();
 setInterval(refreshBanner, BANNER_MS);
+refreshTimes();
+setInterval(refreshTimes, AGO_MS);
