@@ -19,11 +19,12 @@ import { BuildNotFoundError, ClientError, UnauthorizedError } from '../lib/error
 import type { Logger } from '../lib/logger.js';
 import type { RepoConfig } from '../lib/settings.js';
 import type { BuildFilter, BuildIndex } from './build-index.js';
-import { matchesSearch, pageOf, parseSearch, PER_PAGE_MAX, positiveParam } from './build-search.js';
+import { matchesSearch, pageOf, parseSearch } from './build-search.js';
 import type { BuildCommands, Transition } from './commands.js';
 import { openApiDocument } from './openapi-document.js';
 import {
   buildFilterQuery,
+  buildListQuery,
   buildLogQuery,
   parseBody,
   parseQuery,
@@ -389,13 +390,10 @@ export function createApp(deps: AppDeps): Koa {
   });
   router.get('/api/v1/builds', (ctx) => {
     // Search and pages (docs/api.md, "Search and pages"): without per_page, every build.
-    const q = ctx.query.q;
-    if (Array.isArray(q)) throw new ClientError('q: give it once');
+    const { q, per_page: perPage, page: asked = 1 } = parseQuery(buildListQuery, ctx.query);
     const query = parseSearch(q);
     const matching = index.all(parseFilter(ctx.query)).filter((b) => matchesSearch(b, query));
-    const perPage = positiveParam(ctx.query.per_page, 'per_page', 0, PER_PAGE_MAX);
-    const asked = positiveParam(ctx.query.page, 'page', 1);
-    if (perPage === 0) {
+    if (perPage === undefined) {
       ctx.set('x-total-count', String(matching.length));
       ctx.body = matching;
       return;

@@ -68,17 +68,3 @@ export function pageOf<T>(items: readonly T[], page: number, perPage: number): P
     total: items.length,
   };
 }
-
-/** A positive integer of a query string, or its default; anything else is a 400. */
-export function positiveParam(
-  value: string | string[] | undefined,
-  name: string,
-  fallback: number,
-  max = Number.MAX_SAFE_INTEGER,
-): number {
-  if (value === undefined || value === '') return fallback;
-  if (Array.isArray(value)) throw new ClientError(`${name}: give it once`);
-  const number = /^[1-9][0-9]{0,9}$/.test(value) ? Number(value) : NaN;
-  if (!(number <= max)) throw new ClientError(`${name}: an integer from 1 to ${max}`);
-  return number;
-}

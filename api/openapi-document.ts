@@ -8,6 +8,7 @@ import { z } from 'zod';
 import {
   buildAnswer,
   buildFilterQuery,
+  buildListQuery,
   buildLogQuery,
   buildNamePath,
   errorAnswer,
@@ -141,8 +142,8 @@ const routes: Record<string, Partial<Record<'get' | 'post' | 'delete', Route>>> 
   },
   '/api/v1/builds': {
     get: {
-      summary: 'List builds, newest first',
-      query: buildFilterQuery,
+      summary: 'List builds, newest first: filtered, searched, by pages',
+      query: buildListQuery,
       responses: { 200: { description: 'OK', json: z.array(buildAnswer) }, ...errors(400) },
     },
     delete: {

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { buildStatuses, type BuildStatus } from '../domain/build.js';
 import type { BuildView } from '../domain/build-view.js';
 import { ClientError } from '../lib/errors.js';
+import { PER_PAGE_MAX, SEARCH_MAX } from './build-search.js';
 import type { WorkerStatus } from './worker-status.js';
 
 const REQUIRED_STRING = 'required string';
@@ -117,6 +118,26 @@ export const buildFilterQuery = z.object({
   name: once().optional().meta({ description: 'a build name' }),
 });
 
+/** The query of `GET /api/v1/builds`: its filters, a search and a page (api/build-search.ts). */
+export const buildListQuery = buildFilterQuery.extend({
+  q: once()
+    .max(SEARCH_MAX, { error: `at most ${SEARCH_MAX} characters` })
+    .optional()
+    .meta({
+      description:
+        'a search: words, every one matching (`#42` a pull request, hex digits a commit SHA prefix, any word a part of the repo, branch, commit message or author, or the start of the build name)',
+    }),
+  per_page: positiveInteger(`an integer from 1 to ${PER_PAGE_MAX}`)
+    .max(PER_PAGE_MAX, { error: `an integer from 1 to ${PER_PAGE_MAX}` })
+    .optional()
+    .meta({
+      description: `builds per page, at most ${PER_PAGE_MAX}; without it, every build in one answer. The header x-total-count says how many match, link the other pages`,
+    }),
+  page: positiveInteger('a positive integer')
+    .optional()
+    .meta({ description: 'the page (from 1) when per_page is given; past the last, the last' }),
+});
+
 /** The query of `GET /api/v1/builds/{name}/log`. */
 export const buildLogQuery = z.object({
   tail: positiveInteger('an integer from 1 to 100000')
@@ -212,7 +233,26 @@ export const statusAnswer = z
   .object({
     deployed: z.number().int().meta({ description: 'builds deployed (all but `queued`)' }),
     counts: z.record(z.enum(buildStatuses as [BuildStatus, ...BuildStatus[]]), z.number().int()),
-    limits: z.object({ max_started: z.number().int(), max_deployed: z.number().int() }),
+    limits: z.object({
+      max_started: z.number().int(),
+      max_deployed: z.number().int(),
+      max_initializing: z.number().int().optional().meta({ description: 'the init slots' }),
+    }),
+    summary: z
+      .array(
+        z.object({
+          key: z.string().meta({
+            description:
+              '`started`, `deployed`, `initializing`, `queued`, `failed` or `cleanup-failed`',
+          }),
+          label: z.string(),
+          value: z.number().int(),
+          limit: z.number().int().nullable().meta({ description: 'the limit it counts against' }),
+          level: z.enum(['ok', 'full', 'warn', 'bad']),
+          title: z.string().meta({ description: 'what it counts, one sentence' }),
+        }),
+      )
+      .meta({ description: 'the fleet summary the UI shows on every page (api/fleet-summary.ts)' }),
     workers: workerStatusAnswer.optional(),
   })
   .meta({ id: 'Status' });
