@@ -21,6 +21,7 @@ import type { RepoConfig } from '../lib/settings.js';
 import type { BuildFilter, BuildIndex } from './build-index.js';
 import { matchesSearch, pageOf, parseSearch } from './build-search.js';
 import type { BuildCommands, Transition } from './commands.js';
+import type { Timelines } from './timeline.js';
 import { openApiDocument } from './openapi-document.js';
 import {
   buildFilterQuery,
@@ -48,6 +49,8 @@ export interface LogSource {
   imageBuildLog(name: string): Promise<string | undefined>;
   /** The running build's log, streamed; destroying the stream ends its request upstream. */
   buildLog(name: string, options: { follow: boolean; tail: number }): Promise<Readable>;
+  /** The log of the init Job's pod while it runs, streamed (the build page follows it). */
+  liveInitLog?(name: string, options: { follow: boolean; tail: number }): Promise<Readable>;
 }
 
 /** Runs a log route; a log that cannot be read answers its status with the reason. */
@@ -60,6 +63,29 @@ async function answeringLogErrors(ctx: Koa.Context, route: () => Promise<void>):
     ctx.body = { error: error.message };
     if (error.status === 503) ctx.set('retry-after', '5');
   }
+}
+
+/**
+ * Answers a streamed log. A client that goes away ends the stream, and with it the request to
+ * Kubernetes: an abandoned follow must not hold a connection open upstream. A shutdown ends the
+ * answer cleanly, so that a followed log does not hold it.
+ */
+function sendLogStream(ctx: Koa.Context, stream: Readable, stopping: AbortSignal | undefined) {
+  const end = () => stream.destroy();
+  if (ctx.req.socket.destroyed) end();
+  ctx.res.once('close', end);
+  ctx.req.socket.setTimeout(0);
+  // Through a pass-through that a shutdown can end (the source's errors still reach the response).
+  const body = new PassThrough();
+  stream.on('error', (error) => body.destroy(error));
+  stream.pipe(body);
+  endOnShutdown(ctx, stopping, () => {
+    stream.unpipe(body);
+    end();
+    body.end();
+  });
+  ctx.type = 'text/plain; charset=utf-8';
+  ctx.body = body;
 }
 
 /** Settings the API reads. */
@@ -135,6 +161,8 @@ export interface AppDeps {
   index: Pick<BuildIndex, 'list' | 'all' | 'get' | 'find' | 'on' | 'off' | 'isSynced'>;
   commands: BuildCommands;
   logs: LogSource;
+  /** Timelines of builds from their workflows' histories (GET /api/v1/builds/{name}/timeline). */
+  timelines?: Pick<Timelines, 'timeline'>;
   settings: ApiSettings;
   /** Whether workers poll the builds and init task queues (for /api/v1/status). */
   workers?: () => Promise<WorkerStatus>;
@@ -571,6 +599,22 @@ export function createApp(deps: AppDeps): Koa {
     const name = ctx.params.name ?? '';
     ctx.body = (await index.find(name)) ?? buildOr404(name);
   });
+  const liveInit = (ctx: Koa.Context, build: BuildView) => {
+    const follow = ctx.query.follow;
+    if (follow !== undefined && follow !== 'true' && follow !== '1' && follow !== 'false') {
+      throw new ClientError('follow: true or false');
+    }
+    return (follow === 'true' || follow === '1') && build.status === 'initializing';
+  };
+  router.get('/api/v1/builds/:name/timeline', async (ctx) => {
+    const name = ctx.params.name ?? '';
+    // Not only the builds of the index: an undeployed build keeps its history for a while.
+    if (!deps.timelines || !/^[a-z0-9][a-z0-9-]{0,62}$/.test(name)) {
+      throw new BuildNotFoundError(name);
+    }
+    ctx.set('cache-control', 'no-store');
+    ctx.body = await deps.timelines.timeline(name);
+  });
   // A known build whose Job has not kept a log yet is a 409 (its state), not the 404 of a name
   // that matches no build.
   const keptLogs = {
@@ -581,7 +625,16 @@ export function createApp(deps: AppDeps): Koa {
   for (const kind of ['init', 'cleanup', 'build'] as const) {
     router.get(`/api/v1/builds/:name/${kind}-log`, async (ctx) => {
       const build = buildOr404(ctx.params.name ?? '');
+      // `?follow=true` while the init runs: its pod's log, live (the build page reads it so);
+      // before and after, the kept log as always.
+      const live = kind === 'init' && liveInit(ctx, build);
       await answeringLogErrors(ctx, async () => {
+        if (live && deps.logs.liveInitLog) {
+          const stream = await deps.logs.liveInitLog(build.name, { follow: true, tail: 5000 });
+          ctx.set('x-runboat-log', 'live');
+          sendLogStream(ctx, stream, deps.stopping);
+          return;
+        }
         const text = await keptLogs[kind](build.name);
         if (text === undefined) {
           throw new ClientError(`build ${build.name} has no ${kind} log yet`, 409);
@@ -598,25 +651,7 @@ export function createApp(deps: AppDeps): Koa {
       throw new ClientError(`build ${build.name} is ${build.status}: it has no running pod`, 409);
     }
     await answeringLogErrors(ctx, async () => {
-      const stream = await deps.logs.buildLog(build.name, { follow, tail });
-      // A client that goes away ends the stream, and with it the request to Kubernetes: an
-      // abandoned follow must not hold a connection open upstream.
-      const end = () => stream.destroy();
-      if (ctx.req.socket.destroyed) end();
-      ctx.res.once('close', end);
-      ctx.req.socket.setTimeout(0);
-      // Through a pass-through that a shutdown can end cleanly (the source's errors still reach
-      // the response), so that a followed log does not hold the shutdown.
-      const body = new PassThrough();
-      stream.on('error', (error) => body.destroy(error));
-      stream.pipe(body);
-      endOnShutdown(ctx, deps.stopping, () => {
-        stream.unpipe(body);
-        end();
-        body.end();
-      });
-      ctx.type = 'text/plain; charset=utf-8';
-      ctx.body = body;
+      sendLogStream(ctx, await deps.logs.buildLog(build.name, { follow, tail }), deps.stopping);
     });
   });
   for (const transition of ['start', 'stop', 'reset'] as const satisfies Transition[]) {

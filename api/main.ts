@@ -14,6 +14,7 @@ import { BuildIndex } from './build-index.js';
 import { createBuildCommands } from './commands.js';
 import { trackShutdown } from './graceful-shutdown.js';
 import { temporalQueuedBuilds } from './queued-builds.js';
+import { createTimelines, workflowLink } from './timeline.js';
 import { webUi } from './ui.js';
 import { createSessions } from './session.js';
 import { githubWebhook } from './webhook.js';
@@ -97,6 +98,11 @@ async function main(): Promise<void> {
     index,
     commands,
     logs: createBuildLogs(kube, namespace, { metrics }),
+    timelines: createTimelines({
+      client,
+      namespace: temporal.namespace,
+      temporalUiUrl: settings.RUNBOAT_TEMPORAL_UI_URL,
+    }),
     settings: {
       repos,
       maxStarted: settings.RUNBOAT_MAX_STARTED,
@@ -133,6 +139,8 @@ async function main(): Promise<void> {
         commands,
         workers,
         repos,
+        workflowLink: (name) =>
+          workflowLink(settings.RUNBOAT_TEMPORAL_UI_URL, temporal.namespace, name),
         limits: {
           maxStarted: settings.RUNBOAT_MAX_STARTED,
           maxDeployed: settings.RUNBOAT_MAX_DEPLOYED,

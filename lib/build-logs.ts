@@ -111,8 +111,8 @@ async function streamFromKube(config: KubeConfig, path: string): Promise<Incomin
   });
 }
 
-/** When the pod was created (ms), to pick the newest. */
-function created(pod: V1Pod): number {
+/** When the object (pod, Job) was created (ms), to pick the newest. */
+function created(pod: { metadata?: { creationTimestamp?: Date | string } }): number {
   return new Date(pod.metadata?.creationTimestamp ?? 0).getTime();
 }
 
@@ -161,6 +161,60 @@ export function createBuildLogs(
     }
   };
 
+  /**
+   * The newest pod of the build's newest init Job (found by the Job's labels, which every
+   * kubefiles' init Job carries; its pods by the `job-name` label Kubernetes gives them).
+   */
+  const newestInitPod = async (name: string): Promise<V1Pod | undefined> => {
+    try {
+      const jobs = await kube.batch.listNamespacedJob({
+        namespace,
+        labelSelector: `${BUILD_LABEL}=${name},${JOB_KIND_LABEL}=initialize`,
+      });
+      const job = jobs.items
+        .filter((item) => item.metadata?.deletionTimestamp == null)
+        .sort((a, b) => created(a) - created(b))
+        .pop()?.metadata?.name;
+      if (!job) return undefined;
+      const pods = await kube.core.listNamespacedPod({
+        namespace,
+        labelSelector: `job-name=${job}`,
+      });
+      return pods.items.sort((a, b) => created(a) - created(b)).pop();
+    } catch (error) {
+      throw unavailable(`the init Job of build ${name}`, error);
+    }
+  };
+
+  /** Streams the log of a pod's first container; destroying the stream aborts the request. */
+  const podLog = async (
+    pod: V1Pod,
+    what: string,
+    options: { follow: boolean; tail: number },
+  ): Promise<Readable> => {
+    const podName = pod.metadata?.name ?? '';
+    // Kubernetes would refuse (400) the log of a pod not started yet: it is a wait, not an error.
+    if (pod.status?.phase === 'Pending') {
+      throw new LogUnavailableError(`the pod ${podName} of ${what} is not running yet`, 503);
+    }
+    const query = new URLSearchParams({
+      container: pod.spec?.containers[0]?.name ?? '',
+      follow: String(options.follow),
+      tailLines: String(options.tail),
+    });
+    const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(podName)}/log?${query}`;
+    let stream: IncomingMessage;
+    try {
+      stream = await streamFromKube(kube.config, path);
+    } catch (error) {
+      throw unavailable(`the log of pod ${podName}`, error);
+    }
+    openStreams.inc();
+    // 'close' comes once, whether the log ended, failed or was destroyed by its reader.
+    stream.once('close', () => openStreams.dec());
+    return stream;
+  };
+
   return {
     /** The kept init log with its outcome, or undefined when none was kept yet. */
     initLog: (name: string) => keptLog(name, 'init'),
@@ -177,31 +231,23 @@ export function createBuildLogs(
      */
     async buildLog(name: string, options: { follow: boolean; tail: number }): Promise<Readable> {
       const pod = await newestAppPod(name);
-      const podName = pod?.metadata?.name;
-      if (!podName) throw new LogUnavailableError(`build ${name} has no running pod yet`, 503);
-      // Kubernetes would refuse (400) the log of a pod not started yet: it is a wait, not an error.
-      if (pod.status?.phase === 'Pending') {
-        throw new LogUnavailableError(
-          `the pod ${podName} of build ${name} is not running yet`,
-          503,
-        );
+      if (!pod?.metadata?.name) {
+        throw new LogUnavailableError(`build ${name} has no running pod yet`, 503);
       }
-      const query = new URLSearchParams({
-        container: pod.spec?.containers[0]?.name ?? '',
-        follow: String(options.follow),
-        tailLines: String(options.tail),
-      });
-      const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(podName)}/log?${query}`;
-      let stream: IncomingMessage;
-      try {
-        stream = await streamFromKube(kube.config, path);
-      } catch (error) {
-        throw unavailable(`the log of pod ${podName}`, error);
+      return podLog(pod, `build ${name}`, options);
+    },
+
+    /**
+     * Streams the log of the pod of the build's newest init Job, while it runs (the build page
+     * follows it; once the Job ends, its kept log is the one to read). Destroying the stream
+     * aborts the request to Kubernetes.
+     */
+    async liveInitLog(name: string, options: { follow: boolean; tail: number }): Promise<Readable> {
+      const pod = await newestInitPod(name);
+      if (!pod?.metadata?.name) {
+        throw new LogUnavailableError(`build ${name} has no init pod yet`, 503);
       }
-      openStreams.inc();
-      // 'close' comes once, whether the log ended, failed or was destroyed by its reader.
-      stream.once('close', () => openStreams.dec());
-      return stream;
+      return podLog(pod, `the init of build ${name}`, options);
     },
   };
 }

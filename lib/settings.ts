@@ -156,6 +156,11 @@ const envSchema = z.object({
   RUNBOAT_TEMPORAL_ADDRESS: z.string().default('127.0.0.1:7233'),
   /** Temporal namespace of the build and fleet workflows. */
   RUNBOAT_TEMPORAL_NAMESPACE: z.string().default('default'),
+  /**
+   * Base URL of the Temporal UI (e.g. `http://temporal-ui:8080`): each build page links its
+   * workflow there (`<url>/namespaces/<namespace>/workflows/<build>`); unset, no link.
+   */
+  RUNBOAT_TEMPORAL_UI_URL: z.url().optional(),
   /** Connect to Temporal over TLS (implied by any of the TLS files or an API key). */
   RUNBOAT_TEMPORAL_TLS: bool.default(false),
   /** PEM file of the CA that signed Temporal's certificate; default: the system's CAs. */
