@@ -120,6 +120,23 @@ const evictions: Record<string, { title: string; detail: string }> = {
   },
 };
 
+/** Who asked for a build (domain/messages.ts, BuildTrigger). */
+function askedBy(trigger: { kind?: string; id?: string } | undefined): string {
+  const id = trigger?.id;
+  switch (trigger?.kind) {
+    case 'webhook':
+      return `asked for by a GitHub webhook${id ? ` (delivery ${id})` : ''}`;
+    case 'api':
+      return `asked for through the API${id ? ` (request ${id})` : ''}`;
+    case 'sticky':
+      return 'asked for by the fleet: the head commit of a sticky branch';
+    case 'poll':
+      return 'asked for by polling GitHub: a new head commit';
+    default:
+      return `asked for by ${trigger?.kind ?? 'someone unknown'}${id ? ` (${id})` : ''}`;
+  }
+}
+
 /** What the watcher saw (watcher/): a drift of the cluster from what the workflow did. */
 function driftDetail(event: Partial<DriftEvent> | undefined): string {
   switch (event?.kind) {
@@ -194,13 +211,7 @@ export function timelineEntries(events: readonly HistoryEvent[]): TimelineEntry[
           `found in Kubernetes without a workflow, ${input.state?.status ?? 'in some state'}`,
         );
       } else {
-        const by = input?.trigger?.kind ?? 'unknown';
-        add(
-          event,
-          'queued',
-          'queued',
-          `asked for by ${by}${input?.trigger?.id ? ` ${input.trigger.id}` : ''}`,
-        );
+        add(event, 'queued', 'queued', askedBy(input?.trigger));
       }
       status = input?.state?.status;
       continue;

@@ -49,6 +49,8 @@ export interface WebUiDeps {
   limits?: FleetLimits;
   /** Whether workers poll the task queues; its warnings become the banner of every page. */
   workers?: () => Promise<Pick<WorkerStatus, 'warnings'>>;
+  /** The page of a build's workflow in the Temporal UI (RUNBOAT_TEMPORAL_UI_URL), or null. */
+  workflowLink?: (name: string) => string | null;
   logger: Logger;
 }
 
@@ -443,7 +445,13 @@ export function webUi(deps: WebUiDeps): Koa.Middleware {
     }
     if (!build) return notFound(ctx, `There is no build named ${name}.`);
     const page = (b: BuildView, note?: string) =>
-      render(ctx, 'build.njk', { page: 'build', bodyBuild: b.name, b, note });
+      render(ctx, 'build.njk', {
+        page: 'build',
+        bodyBuild: b.name,
+        b,
+        note,
+        temporalLink: deps.workflowLink?.(b.name) ?? null,
+      });
     const holding = (b: BuildView, error?: string) =>
       render(ctx, 'holding.njk', { page: 'holding', bodyBuild: b.name, b, error });
     if (!Object.hasOwn(ctx.query, 'live')) return page(build);

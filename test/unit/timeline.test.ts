@@ -49,7 +49,7 @@ describe('timelineEntries', () => {
       'undeploying',
       'undeployed',
     ]);
-    expect(entries[0]).toMatchObject({ kind: 'queued', detail: 'asked for by api' });
+    expect(entries[0]).toMatchObject({ kind: 'queued', detail: 'asked for through the API' });
     const times = entries.map((entry) => Date.parse(entry.time));
     expect(times.every((time) => time > Date.parse('2026-01-01'))).toBe(true);
     expect(entries.find((entry) => entry.title === 'init ended: succeeded')?.detail).toMatch(

@@ -5,7 +5,7 @@
  * api/ui/templates/macros.njk from the same fields: change both together. The banner (no worker
  * on a task queue) follows the warnings of /api/v1/status, read again every few seconds.
  */
-/* global document, location, EventSource, fetch, setTimeout, setInterval, clearTimeout, CSS */
+/* global document, location, EventSource, fetch, setTimeout, setInterval, clearTimeout, CSS, CustomEvent */
 
 const ACTIONS = ['start', 'stop', 'reset'];
 /** After a (re)connect the server replays every build; what it did not replay is gone. */
@@ -308,6 +308,8 @@ function applyFilter() {
 }
 
 function renderBuildPage(b) {
+  // For build-page.js (its timeline and init log).
+  document.dispatchEvent(new CustomEvent('runboat:build', { detail: b }));
   for (const dd of document.querySelectorAll('[data-field]')) {
     const field = dd.dataset.field;
     const value = b[field];
@@ -349,6 +351,7 @@ function onDel(b) {
   if (page === 'home') return renderHome();
   removeCard(b.name);
   if (body.dataset.build !== b.name) return;
+  document.dispatchEvent(new CustomEvent('runboat:gone', { detail: b }));
   const note = document.getElementById(page === 'holding' ? 'holding-note' : 'gone');
   if (note) {
     note.textContent = 'This build has been undeployed.';
@@ -452,6 +455,8 @@ async function refreshBanner() {
 
 document.getElementById('filter')?.addEventListener('input', applyFilter);
 applyFilter();
+// The build page's timeline and init log: a module of their own, loaded on that page only.
+if (page === 'build') import('./build-page.js');
 connect();
 setInterval(refreshBanner, BANNER_MS);
 refreshTimes();
