@@ -27,6 +27,7 @@ import {
   buildFilterQuery,
   buildListQuery,
   buildLogQuery,
+  initLogQuery,
   parseBody,
   parseQuery,
   triggerBranchBody,
@@ -599,13 +600,8 @@ export function createApp(deps: AppDeps): Koa {
     const name = ctx.params.name ?? '';
     ctx.body = (await index.find(name)) ?? buildOr404(name);
   });
-  const liveInit = (ctx: Koa.Context, build: BuildView) => {
-    const follow = ctx.query.follow;
-    if (follow !== undefined && follow !== 'true' && follow !== '1' && follow !== 'false') {
-      throw new ClientError('follow: true or false');
-    }
-    return (follow === 'true' || follow === '1') && build.status === 'initializing';
-  };
+  const liveInit = (ctx: Koa.Context, build: BuildView) =>
+    parseQuery(initLogQuery, ctx.query).follow === true && build.status === 'initializing';
   router.get('/api/v1/builds/:name/timeline', async (ctx) => {
     const name = ctx.params.name ?? '';
     // Not only the builds of the index: an undeployed build keeps its history for a while.

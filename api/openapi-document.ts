@@ -13,10 +13,12 @@ import {
   buildNamePath,
   errorAnswer,
   healthAnswer,
+  initLogQuery,
   loginForm,
   readinessAnswer,
   repoAnswer,
   statusAnswer,
+  timelineAnswer,
   triggerBranchBody,
   triggeredAnswer,
   triggerPrBody,
@@ -210,7 +212,20 @@ const routes: Record<string, Partial<Record<'get' | 'post' | 'delete', Route>>> 
     },
   },
   '/api/v1/builds/{name}/init-log': {
-    get: keptLog('init', 'the build has no init log yet (its init has not ended)'),
+    get: {
+      ...keptLog('init', 'the build has no init log yet (its init has not ended)'),
+      query: initLogQuery,
+    },
+  },
+  '/api/v1/builds/{name}/timeline': {
+    get: {
+      summary: "The build's timeline, from its workflow's history (undeployed builds too)",
+      path: buildNamePath,
+      responses: {
+        200: { description: 'the timeline, oldest entry first', json: timelineAnswer },
+        ...errors(404, 503),
+      },
+    },
   },
   '/api/v1/builds/{name}/cleanup-log': {
     get: keptLog('cleanup', 'the build has no cleanup log yet (no cleanup has ended)'),

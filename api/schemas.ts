@@ -9,6 +9,7 @@ import { buildStatuses, type BuildStatus } from '../domain/build.js';
 import type { BuildView } from '../domain/build-view.js';
 import { ClientError } from '../lib/errors.js';
 import { PER_PAGE_MAX, SEARCH_MAX } from './build-search.js';
+import { timelineKinds } from './timeline.js';
 import type { WorkerStatus } from './worker-status.js';
 
 const REQUIRED_STRING = 'required string';
@@ -151,6 +152,18 @@ export const buildLogQuery = z.object({
     .meta({ description: 'stream the log until the client leaves' }),
 });
 
+/** The query of `GET /api/v1/builds/{name}/init-log`. */
+export const initLogQuery = z.object({
+  follow: z
+    .enum(['true', 'false', '1', '0'], { error: 'true or false' })
+    .transform((value) => value === 'true' || value === '1')
+    .optional()
+    .meta({
+      description:
+        "while the build is initializing: its init pod's log, streamed until the client leaves (header X-Runboat-Log: live); otherwise the kept log",
+    }),
+});
+
 /** The path parameter of every `/api/v1/builds/{name}…` route (an unknown name is a 404). */
 export const buildNamePath = z.object({
   name: z
@@ -171,6 +184,33 @@ export const errorAnswer = z
       .meta({ description: 'the request id (X-Request-Id), also in the API log' }),
   })
   .meta({ id: 'Error' });
+
+/** A build's timeline (api/timeline.ts): its workflow's history as a person tells it. */
+export const timelineAnswer = z
+  .object({
+    build: z.string(),
+    workflow: z.object({
+      id: z.string().meta({ description: "the build's workflow id" }),
+      link: z
+        .string()
+        .nullable()
+        .meta({ description: 'its page in the Temporal UI (RUNBOAT_TEMPORAL_UI_URL), or null' }),
+    }),
+    entries: z
+      .array(
+        z
+          .object({
+            time: z.string().meta({ description: 'ISO time of the event' }),
+            kind: z.enum(timelineKinds),
+            title: z.string(),
+            detail: z.string().optional(),
+          })
+          .meta({ id: 'TimelineEntry' }),
+      )
+      .meta({ description: 'oldest first; the newest 200 at most' }),
+    truncated: z.boolean().meta({ description: 'older history was left out' }),
+  })
+  .meta({ id: 'Timeline' });
 
 /** A build (domain/build-view.ts), as runboat shows it. */
 export const buildAnswer = z

@@ -15,19 +15,23 @@ import { buildSearchAttributeKeys } from '../domain/search-attributes.js';
 type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
 
 /** What happened, as the page styles it. */
-export type TimelineKind =
-  | 'queued'
-  | 'status'
-  | 'init'
-  | 'request'
-  | 'refused'
-  | 'evicted'
-  | 'drift'
-  | 'step'
-  | 'failure'
-  | 'wait'
-  | 'run'
-  | 'ended';
+export const timelineKinds = [
+  'queued',
+  'status',
+  'init',
+  'request',
+  'refused',
+  'evicted',
+  'drift',
+  'step',
+  'failure',
+  'wait',
+  'run',
+  'ended',
+] as const;
+
+/** What happened, as the page styles it. */
+export type TimelineKind = (typeof timelineKinds)[number];
 
 /** One line of a build's timeline. */
 export interface TimelineEntry {
