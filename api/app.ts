@@ -418,7 +418,7 @@ export function createApp(deps: AppDeps): Koa {
     }));
   });
   router.get('/api/v1/builds', (ctx) => {
-    // Search and pages (docs/api.md, "Search and pages"): without per_page, every build.
+    // Search and pages (docs/ui.md, "Search" and "Pages"): without per_page, every build.
     const { q, per_page: perPage, page: asked = 1 } = parseQuery(buildListQuery, ctx.query);
     const query = parseSearch(q);
     const matching = index.all(parseFilter(ctx.query)).filter((b) => matchesSearch(b, query));

@@ -1,6 +1,6 @@
 /**
  * Search and pages over the builds of the index, for `GET /api/v1/builds` and the UI's pages
- * (docs/api.md, "Search and pages"; docs/ui.md). A query is words; a build matches when every
+ * (docs/ui.md, "Search" and "Pages"). A query is words; a build matches when every
  * word does: `#42` (or `42`) is pull request 42, a word of hex digits is also a commit SHA
  * prefix, and any word matches a part of the repo, the branch, the commit's message or author,
  * or the beginning of the build name.

@@ -326,6 +326,7 @@ export function webUi(deps: WebUiDeps): Koa.Middleware {
     const auth = ctx.state.auth as RequestAuth | undefined;
     ctx.body = env.render(template, {
       summary: deps.limits ? fleetSummary(index.all(), deps.limits) : [],
+      renderedAt: new Date().toISOString(),
       search: typeof ctx.query.q === 'string' ? ctx.query.q : '',
       publicStartStop: deps.publicStartStop,
       warnings,

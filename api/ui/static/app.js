@@ -21,6 +21,16 @@ const STATUSES = (body.dataset.statuses || '').split(',').filter(Boolean);
 const page = body.dataset.page;
 /** The session's CSRF token (layout.njk), sent with every action: proof that it comes from here. */
 const CSRF = document.querySelector('meta[name="csrf-token"]')?.getAttribute('content') || '';
+/**
+ * When the server rendered the page, less a margin for clocks (creation times are whole seconds):
+ * a build the stream replays that was created before, with no card here, was left out on purpose
+ * (another page, or older than the newest cards of its row).
+ */
+const RENDERED = body.dataset.rendered
+  ? new Date(Date.parse(body.dataset.rendered) - 2000).toISOString()
+  : '';
+/** Between a (re)connect and the summary event that ends the replay of every build. */
+let replaying = false;
 /** Every build the stream told of, by name. */
 const builds = new Map();
 /** Cards waiting for an answer to a button: name → action. */
@@ -234,6 +244,8 @@ function placeCard(b) {
   const fresh = card(b);
   if (old) return old.replaceWith(fresh);
   if (page !== 'repo' || body.dataset.repo !== b.commit_info.repo) return;
+  // The replay of every build after a (re)connect: thousands of events, none for this page.
+  if (replaying && (b.created || '') < RENDERED) return;
   const pr = b.commit_info.pr;
   const rows = document.getElementById(pr ? 'pr-rows' : 'branch-rows');
   const key = pr ? String(pr) : b.commit_info.target_branch;
@@ -372,6 +384,7 @@ function connect() {
   const events = new EventSource('/api/v1/build-events');
   events.addEventListener('open', () => {
     connected(true);
+    replaying = true;
     seen = new Set();
     clearTimeout(resyncTimer);
     resyncTimer = setTimeout(() => {
@@ -385,7 +398,10 @@ function connect() {
   });
   events.addEventListener('upd', (e) => onUpd(JSON.parse(e.data)));
   events.addEventListener('del', (e) => onDel(JSON.parse(e.data)));
-  events.addEventListener('summary', (e) => renderSummary(JSON.parse(e.data)));
+  events.addEventListener('summary', (e) => {
+    replaying = false;
+    renderSummary(JSON.parse(e.data));
+  });
   events.addEventListener('error', () => {
     connected(false);
     clearTimeout(resyncTimer);
