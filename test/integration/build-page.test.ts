@@ -12,10 +12,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Timeline } from '../../api/timeline.js';
+import { createTimelines, type Timeline } from '../../api/timeline.js';
 import { appendPodLog, servePodLogs } from '../../dev/kwok-logs.js';
 import { RUN_FOR_ANNOTATION } from '../../dev/kwok-stages.js';
 import { spawnApi, type WorkerProcess } from '../../dev/worker-process.js';
+import { startUpdate, stopUpdate } from '../../domain/messages.js';
 import { buildName } from '../../domain/names.js';
 import { createBuildEnv, testRepos, type BuildEnv } from './build-env.js';
 import { eventually } from './helpers.js';
@@ -206,6 +207,51 @@ describe('the timeline of a build', () => {
     });
   }, 300_000);
 
+  it('goes back across continued runs, within its caps', async () => {
+    const commit = env.commit('acme/shop', 'long-lived');
+    const name = buildName(commit);
+    // A run continues as new past 60 events: start and stop until it has.
+    const handle = await env.build(commit, 60);
+    await env.waitForStatus(name, 'stopped');
+    const firstRun = (await handle.describe()).runId;
+    for (let cycle = 0; cycle < 15; cycle++) {
+      await handle.executeUpdate(startUpdate);
+      await env.waitForStatus(name, 'started');
+      await handle.executeUpdate(stopUpdate);
+      await env.waitForStatus(name, 'stopped');
+      if ((await handle.describe()).runId !== firstRun) break;
+    }
+    expect((await handle.describe()).runId).not.toBe(firstRun);
+
+    const whole = await createTimelines({
+      client: env.client,
+      namespace: env.temporal.namespace,
+    }).timeline(name);
+    const titles = whole.entries.map((entry) => entry.title);
+    expect(whole.truncated).toBe(false);
+    expect(whole.workflow.link).toBeNull();
+    // The first run's story, then the next run's.
+    expect(inOrder(titles, ['queued', 'init ended: succeeded', 'continued as new'])).toEqual([]);
+    expect(titles).toEqual(expect.arrayContaining(['start asked for', 'stop asked for']));
+
+    const capped = await createTimelines({
+      client: env.client,
+      namespace: env.temporal.namespace,
+      limits: { maxEntries: 5, maxEvents: 1000 },
+    }).timeline(name);
+    expect(capped.truncated).toBe(true);
+    expect(capped.entries).toEqual(whole.entries.slice(-5));
+    // Only the newest events read: the first run's start is out of reach.
+    const short = await createTimelines({
+      client: env.client,
+      namespace: env.temporal.namespace,
+      limits: { maxEvents: 20 },
+    }).timeline(name);
+    expect(short.truncated).toBe(true);
+    expect(short.entries.map((entry) => entry.title)).not.toContain('queued');
+    expect(short.entries.at(-1)).toEqual(whole.entries.at(-1));
+  }, 300_000);
+
   it('answers 404 for a build that never was', async () => {
     expect((await call('GET', '/api/v1/builds/b0000000000000000/timeline')).status).toBe(404);
     expect((await call('GET', '/api/v1/builds/..%2F..%2Fetc/timeline')).status).toBe(404);
@@ -230,6 +276,7 @@ describe('the build page', () => {
       // Still the live log of a running init, not the kept one after it.
       expect(await page.locator('[data-field="status"]').textContent()).toBe('initializing');
     }
+    await page.screenshot({ path: '/tmp/build-page-live.png', fullPage: true });
     const lines = await log.locator('.log-line').allTextContents();
     const steps = lines.filter((line) => line.includes(mark));
     expect(steps).toEqual([1, 2, 3].map((step) => `init ${mark} step ${step}`));
