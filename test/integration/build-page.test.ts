@@ -18,6 +18,7 @@ import { RUN_FOR_ANNOTATION } from '../../dev/kwok-stages.js';
 import { spawnApi, type WorkerProcess } from '../../dev/worker-process.js';
 import { startUpdate, stopUpdate } from '../../domain/messages.js';
 import { buildName } from '../../domain/names.js';
+import { mergePatch } from '../../lib/kube.js';
 import { createBuildEnv, testRepos, type BuildEnv } from './build-env.js';
 import { eventually } from './helpers.js';
 
@@ -57,7 +58,8 @@ beforeAll(async () => {
       `${ESC}[33mWARNING${ESC}[0m a broken escape at the end ${ESC}[31`,
     ],
   });
-  await env.startWorker();
+  // One started build at most: a second start is an eviction, which a timeline must tell.
+  await env.startWorker({ RUNBOAT_MAX_STARTED: '1' });
   api = await spawnApi(
     {
       ...env.workerEnv,
@@ -251,6 +253,38 @@ describe('the timeline of a build', () => {
     expect(short.entries.map((entry) => entry.title)).not.toContain('queued');
     expect(short.entries.at(-1)).toEqual(whole.entries.at(-1));
   }, 300_000);
+
+  it('tells a scale by hand (drift) and an eviction by the fleet, each with why', async () => {
+    const first = await trigger('acme/shop', 'evicted');
+    const second = await trigger('acme/shop', 'scaled-by-hand');
+    await waitForStatus(first, 'stopped');
+    await waitForStatus(second, 'stopped');
+    expect((await call('POST', `/api/v1/builds/${first}/start`)).status).toBe(202);
+    await eventually(async () => {
+      expect((await timeline(first)).entries.map((entry) => entry.title)).toContain('started');
+    }, 60_000);
+
+    // Started by hand, past the watcher: taken as a start, and the fleet stops the other one.
+    await env.kube.apps.patchNamespacedDeployment(
+      { name: second, namespace: env.namespace, body: { spec: { replicas: 1 } } },
+      mergePatch,
+    );
+    await eventually(async () => {
+      const drift = (await timeline(second)).entries.find((entry) => entry.kind === 'drift');
+      expect(drift?.title).toBe('drift seen');
+      expect(drift?.detail).toMatch(/^its Deployment was scaled by hand to 1: taken as a start/);
+    }, 60_000);
+    await eventually(async () => {
+      const entries = (await timeline(first)).entries;
+      const evicted = entries.findIndex((entry) => entry.kind === 'evicted');
+      expect(entries[evicted]?.title).toBe('stopped by the fleet');
+      expect(entries[evicted]?.detail).toContain('RUNBOAT_MAX_STARTED');
+      expect(entries.slice(evicted).map((entry) => entry.title)).toContain('stopped');
+    }, 90_000);
+    for (const name of [first, second]) {
+      expect((await call('DELETE', `/api/v1/builds/${name}`)).status).toBe(202);
+    }
+  }, 240_000);
 
   it('answers 404 for a build that never was', async () => {
     expect((await call('GET', '/api/v1/builds/b0000000000000000/timeline')).status).toBe(404);
