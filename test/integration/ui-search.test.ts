@@ -215,6 +215,14 @@ describe('pages', () => {
       timeout: 30_000,
     });
     expect(await row.locator('.card').count()).toBe(6);
+    // The card pushed out is counted among the older ones, as the server would count it.
+    await row.locator('.more', { hasText: '2 older builds of this branch →' }).waitFor();
+    const served = await page.evaluate(`(async () => {
+      const html = await (await fetch(location.href)).text();
+      const doc = new DOMParser().parseFromString(html, 'text/html');
+      return doc.querySelector('.row[data-key="busy"] .more')?.outerHTML ?? '';
+    })()`);
+    expect(await row.locator('.more').evaluate((el) => el.outerHTML)).toBe(served);
     expect(await page.evaluate('window.notReloaded === true')).toBe(true);
 
     await Promise.all([page.waitForURL(/\?branch=busy$/), row.locator('.more').click()]);

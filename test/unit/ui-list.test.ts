@@ -267,7 +267,7 @@ describe('pages', () => {
     expect(cards(page.text)).toEqual(newest.slice(0, CARDS_PER_ROW));
     expect(page.text).toContain(`data-cap="${CARDS_PER_ROW}"`);
     expect(page.text).toContain(
-      `<a class="more" href="/repos/acme/shop?branch=main">${100 - CARDS_PER_ROW} older builds of this branch →</a>`,
+      `<a class="more" href="/repos/acme/shop?branch=main" data-count="${100 - CARDS_PER_ROW}">${100 - CARDS_PER_ROW} older builds of this branch →</a>`,
     );
 
     const row = await get('/repos/acme/shop?branch=main');

@@ -39,6 +39,8 @@ const pending = new Map();
 const errors = new Map();
 /** Builds replayed since the last (re)connect. */
 let seen = new Set();
+/** The builds of each row of a repo page the stream told of: row element → names. */
+const rowBuilds = new Map();
 
 function h(tag, attrs, ...children) {
   const el = document.createElement(tag);
@@ -242,22 +244,29 @@ function before(a, b) {
 function placeCard(b) {
   const old = findCard(b.name);
   const fresh = card(b);
-  if (old) return old.replaceWith(fresh);
+  if (old) {
+    const rowEl = old.closest('.row');
+    if (rowEl) track(rowEl, b.name);
+    return old.replaceWith(fresh);
+  }
   if (page !== 'repo' || body.dataset.repo !== b.commit_info.repo) return;
-  // The replay of every build after a (re)connect: thousands of events, none for this page.
-  if (replaying && (b.created || '') < RENDERED) return;
   const pr = b.commit_info.pr;
   const rows = document.getElementById(pr ? 'pr-rows' : 'branch-rows');
   const key = pr ? String(pr) : b.commit_info.target_branch;
   let target = [...rows.children].find((r) => r.dataset.key === key);
+  if (target) track(target, b.name);
+  // The replay of every build after a (re)connect: thousands of events, none for this page.
+  if (replaying && (b.created || '') < RENDERED) return;
   if (!target) {
     // A later page of rows, or the page of one row: its rows stay those it shows.
     if (rows.hasAttribute('data-fixed')) return;
     target = row(b);
+    if (rows.dataset.cap) target.querySelector('.cards').dataset.cap = rows.dataset.cap;
     const next = [...rows.children].find((r) =>
       pr ? Number(r.dataset.key) < pr : r.dataset.key > key,
     );
     rows.insertBefore(target, next || null);
+    track(target, b.name);
   }
   const list = target.querySelector('.cards');
   const mine = { created: b.created || '', name: b.name };
@@ -268,6 +277,47 @@ function placeCard(b) {
   // A row shows its newest cards only (api/ui.ts, CARDS_PER_ROW).
   const cap = Number(list.dataset.cap || 0);
   while (cap && list.children.length > cap) list.lastElementChild.remove();
+  if (!replaying) countOlder(target);
+}
+
+function track(rowEl, name) {
+  if (!rowBuilds.has(rowEl)) rowBuilds.set(rowEl, new Set());
+  rowBuilds.get(rowEl).add(name);
+}
+
+/**
+ * The link of a row to its own page, with the number of its builds the page leaves out (the
+ * row's builds the stream told of, less its cards): the markup of macros.njk, row.
+ */
+function countOlder(rowEl) {
+  const list = rowEl.querySelector('.cards');
+  const names = rowBuilds.get(rowEl);
+  if (!list.dataset.cap || !names || !rowEl.isConnected) return;
+  const link = rowEl.querySelector(':scope > .more');
+  const count = names.size - list.children.length;
+  if (link && Number(link.dataset.count) === count) return;
+  if (count <= 0) return link?.remove();
+  const pr = rowEl.dataset.kind === 'pr';
+  const key = rowEl.dataset.key;
+  const more = h(
+    'a',
+    {
+      class: 'more',
+      href:
+        '/repos/' +
+        urlPath(body.dataset.repo) +
+        (pr ? '?pr=' + key : '?branch=' + encodeURIComponent(key)),
+      'data-count': count,
+    },
+    count +
+      ' older ' +
+      (count === 1 ? 'build' : 'builds') +
+      ' of ' +
+      (pr ? 'this pull request' : 'this branch') +
+      ' →',
+  );
+  if (link) link.replaceWith(more);
+  else rowEl.append(more);
 }
 
 /** The fleet summary of layout.njk: the server's figures, put into the server's markup. */
@@ -362,6 +412,9 @@ function onDel(b) {
   builds.delete(b.name);
   if (page === 'home') return renderHome();
   removeCard(b.name);
+  for (const [rowEl, names] of rowBuilds) {
+    if (names.delete(b.name) && !replaying) countOlder(rowEl);
+  }
   if (body.dataset.build !== b.name) return;
   document.dispatchEvent(new CustomEvent('runboat:gone', { detail: b }));
   const note = document.getElementById(page === 'holding' ? 'holding-note' : 'gone');
@@ -399,6 +452,8 @@ function connect() {
   events.addEventListener('upd', (e) => onUpd(JSON.parse(e.data)));
   events.addEventListener('del', (e) => onDel(JSON.parse(e.data)));
   events.addEventListener('summary', (e) => {
+    // The replay is over: every row's builds are known.
+    if (replaying) for (const rowEl of rowBuilds.keys()) countOlder(rowEl);
     replaying = false;
     renderSummary(JSON.parse(e.data));
   });
