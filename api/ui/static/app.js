@@ -241,7 +241,8 @@ function before(a, b) {
   return a.created !== b.created ? a.created > b.created : a.name < b.name;
 }
 
-function placeCard(b) {
+/** A build's card, changed in place; a card for it, when the page shows it and it is new here. */
+function placeCard(b, isNew) {
   const old = findCard(b.name);
   const fresh = card(b);
   if (old) {
@@ -255,8 +256,9 @@ function placeCard(b) {
   const key = pr ? String(pr) : b.commit_info.target_branch;
   let target = [...rows.children].find((r) => r.dataset.key === key);
   if (target) track(target, b.name);
-  // The replay of every build after a (re)connect: thousands of events, none for this page.
-  if (replaying && (b.created || '') < RENDERED) return;
+  // A build heard of before and without a card was left out (another page, or older than its
+  // row's newest cards); so was one of the first replay created before the page was rendered.
+  if (!isNew || (replaying && (b.created || '') < RENDERED)) return;
   if (!target) {
     // A later page of rows, or the page of one row: its rows stay those it shows.
     if (rows.hasAttribute('data-fixed')) return;
@@ -395,6 +397,7 @@ function renderHolding(b) {
 }
 
 function onUpd(b) {
+  const isNew = !builds.has(b.name);
   builds.set(b.name, b);
   seen.add(b.name);
   if (page === 'home') {
@@ -404,7 +407,7 @@ function onUpd(b) {
     return renderHome();
   }
   if (page === 'holding' && body.dataset.build === b.name) return renderHolding(b);
-  placeCard(b);
+  placeCard(b, isNew);
   if (page === 'build' && body.dataset.build === b.name) renderBuildPage(b);
 }
 
