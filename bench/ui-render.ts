@@ -203,6 +203,8 @@ async function main(): Promise<void> {
       for (let n = 0; n < loads; n++) results[key].push(await measure(page, url));
       const loaded = median(results[key].map((l) => l.loadedMs));
       console.log(`[bench] ${key}: loaded in ${loaded.toFixed(0)} ms (median of ${loads})`);
+      // What was measured, to look at (its first screen): /tmp/ui-render-<page>.png.
+      await page.screenshot({ path: join(tmpdir(), `ui-render-${key}.png`) });
     }
     const row = (key: string, label: string) => {
       const list = results[key] ?? [];
