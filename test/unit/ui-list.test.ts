@@ -389,6 +389,15 @@ describe('cards', () => {
     expect(other.slice(0, other.indexOf('</article>'))).not.toContain('class="commit"');
   });
 
+  it('show the commit message and author on the build page too, escaped', async () => {
+    const page = await get(`/builds/${fix.name}`);
+    expect(page.text).toContain(
+      '<dt>message</dt><dd class="commit-message">Fix the &lt;b&gt;invoice&lt;/b&gt; total</dd>',
+    );
+    expect(page.text).toContain('<dt>author</dt><dd class="commit-author">Ann &amp; Bob</dd>');
+    expect((await get(`/builds/${pr42.name}`)).text).not.toContain('<dt>message</dt>');
+  });
+
   it('say how long ago, in words', () => {
     const now = Date.parse('2024-05-10T12:00:00Z');
     expect(ago('2024-05-10T11:59:30Z', now)).toBe('just now');
