@@ -52,6 +52,7 @@ import type { Logger } from '../lib/logger.js';
 import { findRepoConfig, type RepoConfig } from '../lib/settings.js';
 import { buildView } from '../domain/build-view.js';
 import { createFleetActivities } from './fleet.js';
+import { createGitHubReporter, phaseOfStatus, type ReportLink } from './github-status.js';
 import { createPollActivities } from './poll.js';
 import { createInitSlotsActivities } from './init-slots.js';
 import { createImageBuildActivities, resolveImageBuild } from './image-build.js';
@@ -82,6 +83,8 @@ export interface ActivityDeps {
   secrets: NodeJS.ProcessEnv;
   /** Absent: commit statuses are not reported. */
   github?: GitHubClient | undefined;
+  /** What the pull request shows besides the commit status (docs/operations.md, "GitHub"); default: nothing. */
+  githubReports?: { deployments: boolean; checkRuns: boolean };
   /** GitHub REST API base, for the archive URL of a commit; default `https://api.github.com`. */
   githubApiUrl?: string;
   logger: Logger;
@@ -236,21 +239,14 @@ export function createActivities(deps: ActivityDeps) {
     return patched;
   };
 
-  const commitStatus = async (
-    commit: CommitInfo,
-    state: CommitStatusState,
-    description: string,
-    targetUrl?: string,
-  ) => {
-    if (!deps.github) return;
-    await deps.github.postCommitStatus({
-      repo: commit.repo,
-      sha: commit.gitCommit,
-      state,
-      description,
-      targetUrl,
-    });
-  };
+  const reporter = createGitHubReporter({
+    github: deps.github,
+    deployments: deps.githubReports?.deployments ?? false,
+    checkRuns: deps.githubReports?.checkRuns ?? false,
+    baseUrl: deps.baseUrl,
+    buildDomain: deps.buildDomain,
+    logger: deps.logger,
+  });
 
   /** The one Job of a kind the kubefiles render for a build, named `name`. */
   const renderJob = async (
@@ -577,12 +573,9 @@ export function createActivities(deps: ActivityDeps) {
         .catch((error: unknown) => {
           log.warn({ build: build.name, err: error }, 'could not signal init start');
         });
-      await commitStatus(
-        build.commit,
-        'pending',
-        'initializing',
-        `${deps.baseUrl}/builds/${build.name}`,
-      ).catch((error: unknown) => log.warn({ build: build.name, err: error }, 'commit status'));
+      await reporter
+        .report(build, 'initializing', 'pending', 'initializing', 'build')
+        .catch((error: unknown) => log.warn({ build: build.name, err: error }, 'commit status'));
       const outcome = await guard('initialize', async () => {
         const job = await renderJob(
           build,
@@ -630,6 +623,8 @@ export function createActivities(deps: ActivityDeps) {
           failureTypes.cleanupFailed,
         );
       }
+      // The database is gone: the pull request's deployment and check run say so.
+      await reporter.report(build, 'undeployed', undefined, 'undeployed', 'build');
       return outcome;
     },
 
@@ -721,21 +716,16 @@ export function createActivities(deps: ActivityDeps) {
 
     /**
      * Reports a commit status (context `runboat/build`) linking to the live build, its page, its
-     * init log or its image build log; a no-op without a GitHub client.
+     * init log or its image build log, and with it the build's deployment status and check run
+     * when those are on (docs/operations.md, "GitHub"); a no-op without a GitHub client.
      */
     async postCommitStatus(
       build: BuildRef,
       state: CommitStatusState,
       description: string,
-      link: 'live' | 'build' | 'init-log' | 'build-log',
+      link: ReportLink,
     ): Promise<void> {
-      const targetUrl = {
-        live: `https://${build.slug}.${deps.buildDomain}`,
-        build: `${deps.baseUrl}/builds/${build.name}`,
-        'init-log': `${deps.baseUrl}/api/v1/builds/${build.name}/init-log`,
-        'build-log': `${deps.baseUrl}/api/v1/builds/${build.name}/build-log`,
-      }[link];
-      await commitStatus(build.commit, state, description, targetUrl);
+      await reporter.report(build, phaseOfStatus(state, description), state, description, link);
     },
   };
 }

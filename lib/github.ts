@@ -39,8 +39,71 @@ export interface PullRequestHead {
   headRepo: string | null;
 }
 
+/** A deployment status state GitHub knows. */
+export type DeploymentState = 'queued' | 'in_progress' | 'success' | 'failure' | 'inactive';
+
+/** A deployment to create: a build of a commit in its preview environment. */
+export interface NewDeployment {
+  repo: string;
+  sha: string;
+  /** The environment: one per branch or pull request. */
+  environment: string;
+  description: string;
+  /** Kept by GitHub with the deployment; `build` finds it again. */
+  payload: { build: string };
+}
+
+/** A deployment as found again. */
+export interface FoundDeployment {
+  id: number;
+  /** The build that created it (from its payload), if any. */
+  build: string | undefined;
+}
+
+/** A deployment status to post. */
+export interface DeploymentStatus {
+  state: DeploymentState;
+  description: string;
+  environmentUrl?: string | undefined;
+  logUrl?: string | undefined;
+}
+
+/** A button of a check run: its identifier comes back in a `requested_action` delivery. */
+export interface CheckRunAction {
+  label: string;
+  description: string;
+  identifier: string;
+}
+
+/** A check run as the orchestrator writes it. */
+export interface CheckRunState {
+  name: string;
+  /** The build, so a `requested_action` delivery names it. */
+  externalId: string;
+  detailsUrl: string;
+  status: 'queued' | 'in_progress' | 'completed';
+  conclusion?: 'success' | 'failure' | 'neutral' | undefined;
+  title: string;
+  summary: string;
+  actions: CheckRunAction[];
+}
+
+/** One delivery of the GitHub App's webhook, as GitHub lists them. */
+export interface HookDelivery {
+  id: number;
+  guid: string;
+  deliveredAt: Date;
+  redelivery: boolean;
+  /** The HTTP status the receiver answered; 0 when it could not be reached. */
+  statusCode: number;
+  event: string;
+  action: string | null;
+}
+
 /** What the orchestrator asks of GitHub. */
 export interface GitHubClient {
+  /** Whether it acts as a GitHub App (check runs, hook deliveries). */
+  readonly isApp: boolean;
   postCommitStatus(status: CommitStatus): Promise<void>;
   /** The head commit SHA of a branch, or undefined when the branch does not exist. */
   branchHead(repo: string, branch: string): Promise<string | undefined>;
@@ -48,6 +111,24 @@ export interface GitHubClient {
   listBranches(repo: string): Promise<{ name: string; sha: string }[]>;
   /** Every open pull request of a repo (one request per page, not retried on 5xx). */
   listOpenPullRequests(repo: string): Promise<PullRequestHead[]>;
+  /** The deployments of a commit in an environment, newest first. */
+  findDeployments(repo: string, sha: string, environment: string): Promise<FoundDeployment[]>;
+  createDeployment(deployment: NewDeployment): Promise<number>;
+  postDeploymentStatus(repo: string, id: number, status: DeploymentStatus): Promise<void>;
+  /** The check runs of a commit with this name: their ids and external ids. */
+  findCheckRuns(
+    repo: string,
+    sha: string,
+    name: string,
+  ): Promise<{ id: number; externalId: string | null }[]>;
+  createCheckRun(repo: string, sha: string, run: CheckRunState): Promise<number>;
+  updateCheckRun(repo: string, id: number, run: CheckRunState): Promise<void>;
+  /** The App's installation id for the repo's owner; undefined without an App or installation. */
+  installationId(repo: string): Promise<number | undefined>;
+  /** The App's hook deliveries newer than `since`, newest first (App only). */
+  listHookDeliveries(since: Date): Promise<HookDelivery[]>;
+  /** Asks GitHub to deliver one of the App's hook deliveries again (App only). */
+  redeliverHookDelivery(id: number): Promise<void>;
 }
 
 /** A GitHub answer that was not a success. */
@@ -247,33 +328,49 @@ export function createGitHubClient(options: GitHubClientOptions): GitHubClient {
 
   const app = options.app;
   let forRepo: (repo: string) => Promise<RunboatOctokit>;
+  let installationOf: (repo: string) => Promise<number | undefined> = () =>
+    Promise.resolve(undefined);
+  let appOnly: () => RunboatOctokit = () => {
+    throw new Error('hook deliveries need a GitHub App (RUNBOAT_GITHUB_APP_ID)');
+  };
   if (app) {
     // The App itself (a JWT) only finds installations; each owner's installation makes the calls.
     const appOctokit = octokitFor({
       authStrategy: createAppAuth,
       auth: { appId: app.appId, privateKey: app.privateKey },
     });
-    const installations = new Map<string, Promise<RunboatOctokit>>();
-    forRepo = (repo) => {
+    appOnly = () => appOctokit;
+    const installations = new Map<string, Promise<{ id: number; octokit: RunboatOctokit }>>();
+    const installation = (repo: string) => {
       const owner = ownerAndName(repo).owner.toLowerCase();
-      let client = installations.get(owner);
-      if (!client) {
-        client = (async () => {
+      let found = installations.get(owner);
+      if (!found) {
+        found = (async () => {
           const { data } = await appOctokit.request('GET /repos/{owner}/{repo}/installation', {
             ...ownerAndName(repo),
             request: { retries },
           });
           log?.info({ owner, installation: data.id }, 'GitHub App installation found');
-          return octokitFor({
+          const octokit = octokitFor({
             authStrategy: createAppAuth,
             auth: { appId: app.appId, privateKey: app.privateKey, installationId: data.id },
           });
+          return { id: data.id, octokit };
         })();
         // A failure is not kept: the App may be installed in a moment.
-        client.catch(() => installations.delete(owner));
-        installations.set(owner, client);
+        found.catch(() => installations.delete(owner));
+        installations.set(owner, found);
       }
-      return client;
+      return found;
+    };
+    forRepo = async (repo) => (await installation(repo)).octokit;
+    installationOf = async (repo) => {
+      try {
+        return (await github(() => installation(repo))).id;
+      } catch (error) {
+        if (error instanceof GitHubApiError && error.status === 404) return undefined;
+        throw error;
+      }
     };
   } else {
     const octokit = octokitFor(options.token ? { auth: options.token } : {});
@@ -281,6 +378,10 @@ export function createGitHubClient(options: GitHubClientOptions): GitHubClient {
   }
 
   return {
+    isApp: app !== undefined,
+    ...previewCalls(forRepo),
+    installationId: installationOf,
+    ...deliveryCalls(() => appOnly()),
     postCommitStatus: (status) =>
       github(async () => {
         const octokit = await forRepo(status.repo);
@@ -340,6 +441,157 @@ export function createGitHubClient(options: GitHubClientOptions): GitHubClient {
         throw error;
       }
     },
+  };
+}
+
+/** The fields of a listed deployment the client reads. */
+interface DeploymentAnswer {
+  id: number;
+  payload: unknown;
+}
+
+/** A check run as the API wants it written. */
+function checkRunBody(run: CheckRunState): Record<string, unknown> {
+  return {
+    name: run.name,
+    external_id: run.externalId,
+    details_url: run.detailsUrl,
+    status: run.status,
+    ...(run.status === 'completed' ? { conclusion: run.conclusion ?? 'neutral' } : {}),
+    output: { title: run.title.slice(0, 255), summary: run.summary.slice(0, 65_000) },
+    actions: run.actions,
+  };
+}
+
+/** Deployments, their statuses and check runs: what the pull request shows of a build. */
+function previewCalls(forRepo: (repo: string) => Promise<RunboatOctokit>) {
+  return {
+    findDeployments: (repo: string, sha: string, environment: string) =>
+      github(async () => {
+        const octokit = await forRepo(repo);
+        const { data } = (await octokit.request('GET /repos/{owner}/{repo}/deployments', {
+          ...ownerAndName(repo),
+          sha,
+          environment,
+          per_page: 100,
+        })) as { data: DeploymentAnswer[] };
+        return data.map((deployment) => {
+          const payload = deployment.payload as { build?: unknown } | null;
+          return {
+            id: deployment.id,
+            build: typeof payload?.build === 'string' ? payload.build : undefined,
+          };
+        });
+      }),
+    createDeployment: (deployment: NewDeployment) =>
+      github(async () => {
+        const octokit = await forRepo(deployment.repo);
+        const { data } = await octokit.request('POST /repos/{owner}/{repo}/deployments', {
+          ...ownerAndName(deployment.repo),
+          ref: deployment.sha,
+          task: 'deploy',
+          // A preview needs no merge of the base and no green statuses first.
+          auto_merge: false,
+          required_contexts: [],
+          environment: deployment.environment,
+          description: deployment.description.slice(0, 140),
+          transient_environment: true,
+          production_environment: false,
+          payload: deployment.payload,
+        });
+        return (data as { id: number }).id;
+      }),
+    postDeploymentStatus: (repo: string, id: number, status: DeploymentStatus) =>
+      github(async () => {
+        const octokit = await forRepo(repo);
+        await octokit.request('POST /repos/{owner}/{repo}/deployments/{deployment_id}/statuses', {
+          ...ownerAndName(repo),
+          deployment_id: id,
+          state: status.state,
+          description: status.description.slice(0, 140),
+          ...(status.environmentUrl ? { environment_url: status.environmentUrl } : {}),
+          ...(status.logUrl ? { log_url: status.logUrl } : {}),
+        });
+      }),
+    findCheckRuns: (repo: string, sha: string, name: string) =>
+      github(async () => {
+        const octokit = await forRepo(repo);
+        const { data } = await octokit.request(
+          'GET /repos/{owner}/{repo}/commits/{ref}/check-runs',
+          { ...ownerAndName(repo), ref: sha, check_name: name, filter: 'all', per_page: 100 },
+        );
+        return data.check_runs.map((run) => ({ id: Number(run.id), externalId: run.external_id }));
+      }),
+    createCheckRun: (repo: string, sha: string, run: CheckRunState) =>
+      github(async () => {
+        const octokit = await forRepo(repo);
+        const { data } = await octokit.request('POST /repos/{owner}/{repo}/check-runs', {
+          ...ownerAndName(repo),
+          head_sha: sha,
+          ...(checkRunBody(run) as { name: string }),
+        });
+        return Number(data.id);
+      }),
+    updateCheckRun: (repo: string, id: number, run: CheckRunState) =>
+      github(async () => {
+        const octokit = await forRepo(repo);
+        await octokit.request('PATCH /repos/{owner}/{repo}/check-runs/{check_run_id}', {
+          ...ownerAndName(repo),
+          check_run_id: id,
+          ...(checkRunBody(run) as { name: string }),
+        });
+      }),
+  };
+}
+
+/** The App's hook deliveries: listed (newest first, by cursor pages) and redelivered. */
+function deliveryCalls(appOctokit: () => RunboatOctokit) {
+  interface DeliveryAnswer {
+    id: number;
+    guid: string;
+    delivered_at: string;
+    redelivery: boolean;
+    status_code: number;
+    event: string;
+    action: string | null;
+  }
+  return {
+    listHookDeliveries: (since: Date) =>
+      github(async () => {
+        const octokit = appOctokit();
+        const found: HookDelivery[] = [];
+        await octokit.paginate(
+          listing(octokit),
+          pageOptions({ url: '/app/hook/deliveries', per_page: 100 }),
+          (response, done) => {
+            for (const item of response.data as unknown as DeliveryAnswer[]) {
+              const deliveredAt = new Date(item.delivered_at);
+              // Newest first: past the window, the rest is older still.
+              if (deliveredAt < since) {
+                done();
+                break;
+              }
+              found.push({
+                id: item.id,
+                guid: item.guid,
+                deliveredAt,
+                redelivery: item.redelivery,
+                statusCode: item.status_code,
+                event: item.event,
+                action: item.action,
+              });
+            }
+            return [];
+          },
+        );
+        return found;
+      }),
+    redeliverHookDelivery: (id: number) =>
+      github(async () => {
+        await appOctokit().request('POST /app/hook/deliveries/{delivery_id}/attempts', {
+          delivery_id: id,
+        });
+      }),
   };
 }
 

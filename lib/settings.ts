@@ -242,6 +242,22 @@ const envSchema = z.object({
    * poll, slower) that catch deliveries GitHub could not make; 0: none.
    */
   RUNBOAT_GITHUB_RECONCILE_SECONDS: z.coerce.number().int().min(0).default(900),
+  /**
+   * Each build creates a GitHub deployment in a transient environment of its branch or pull
+   * request and keeps its status current, so the pull request shows "View deployment"
+   * (docs/operations.md, "GitHub").
+   */
+  RUNBOAT_GITHUB_DEPLOYMENTS: bool.default(false),
+  /**
+   * GitHub App only: each build keeps a check run whose Start, Stop and Reset buttons act on it
+   * (docs/operations.md, "GitHub").
+   */
+  RUNBOAT_GITHUB_CHECK_RUNS: bool.default(false),
+  /**
+   * GitHub App only: seconds between two looks at the App's failed webhook deliveries of the
+   * last 24 hours, which are asked again (at the worker's start too); 0: none.
+   */
+  RUNBOAT_GITHUB_REDELIVER_SECONDS: z.coerce.number().int().min(0).default(300),
   /** Public URL of the runboat UI, for the links of commit statuses. */
   RUNBOAT_BASE_URL: z.url().default('http://127.0.0.1:8000'),
   /** Level of the JSON logs (pino) on stdout. */
@@ -358,6 +374,11 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   if ((user === undefined) !== (password === undefined)) {
     throw new SettingsError(
       'environment RUNBOAT_ADMIN_USER and RUNBOAT_ADMIN_PASSWORD: set both or neither',
+    );
+  }
+  if (parsed.data.RUNBOAT_GITHUB_CHECK_RUNS && !parsed.data.RUNBOAT_GITHUB_APP_ID) {
+    throw new SettingsError(
+      'environment RUNBOAT_GITHUB_CHECK_RUNS: check runs with buttons need a GitHub App (RUNBOAT_GITHUB_APP_ID)',
     );
   }
   const reposFile = parsed.data.RUNBOAT_REPOS_FILE;

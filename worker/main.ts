@@ -164,6 +164,10 @@ async function main(): Promise<void> {
     reposDir: settings.reposDir,
     secrets: process.env,
     github,
+    githubReports: {
+      deployments: settings.RUNBOAT_GITHUB_DEPLOYMENTS,
+      checkRuns: settings.RUNBOAT_GITHUB_CHECK_RUNS,
+    },
     githubApiUrl: settings.RUNBOAT_GITHUB_API_URL,
     logger,
     metrics: createBuildMetrics(registry),
