@@ -133,6 +133,7 @@ async function main(): Promise<void> {
         index,
         logger,
         maxConcurrent: settings.RUNBOAT_WEBHOOK_MAX_CONCURRENT,
+        ...(github?.isApp ? { installationOf: (repo) => github.installationId(repo) } : {}),
       }),
       webUi({
         index,

@@ -6,18 +6,30 @@
  * named after its commit and undeploying a build twice is ignored. The signature is checked by
  * `@octokit/webhooks`; at most `maxConcurrent` deliveries are handled at once, the next ones are
  * answered 503 with `retry-after` (GitHub records them as failed; the reconciliation poll, or a
- * redelivery, catches them up: docs/operations.md, "Polling").
+ * redelivery, catches them up: docs/operations.md, "GitHub"). A `check_run` button press acts on
+ * its build once the repo, commit and App installation match.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { Webhooks, type EmitterWebhookEventName } from '@octokit/webhooks';
 import type Koa from 'koa';
+import { z } from 'zod';
 import type { CommitInfo } from '../domain/build.js';
 import type { BuildView } from '../domain/build-view.js';
 import { BuildNotFoundError, InvalidTransitionError, UnsupportedRepoError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { BuildIndex } from './build-index.js';
-import type { BuildCommands } from './commands.js';
+import type { BuildCommands, Transition } from './commands.js';
+import {
+  checkRunPayload,
+  deletePayload,
+  firstLine,
+  parsePayload as parseGitHubPayload,
+  PayloadError,
+  pullRequestPayload,
+  pushPayload,
+  sha,
+} from './webhook-payloads.js';
 
 /** The path GitHub delivers to. */
 export const WEBHOOK_PATH = '/webhooks/github';
@@ -32,8 +44,13 @@ export interface WebhookDeps {
   /** Dev mode only: accept unsigned deliveries (log a warning at creation). */
   insecure: boolean;
   commands: BuildCommands;
-  /** To find the builds of a branch or pull request to undeploy. */
-  index: Pick<BuildIndex, 'list'>;
+  /** To find the builds of a branch or pull request to undeploy, and a check run's build. */
+  index: Pick<BuildIndex, 'list' | 'get'>;
+  /**
+   * The GitHub App's installation for a repo's owner, to check a check run's button press;
+   * absent (no App): such presses are refused.
+   */
+  installationOf?: (repo: string) => Promise<number | undefined>;
   logger: Logger;
   /** Deliveries handled at once; one more is answered 503 (default 32). */
   maxConcurrent?: number;
@@ -44,9 +61,10 @@ const BUSY_RETRY_AFTER_SECONDS = 1;
 
 /** `after` of a push that deleted its branch. */
 const NULL_SHA = '0'.repeat(40);
-const SHA = /^[0-9a-f]{40}$/i;
 const BRANCH_REF = 'refs/heads/';
 const BUILD_ACTIONS = new Set(['opened', 'synchronize', 'reopened']);
+/** The buttons of a build's check run, by identifier. */
+const CHECK_RUN_TRANSITIONS = new Set<string>(['start', 'stop', 'reset']);
 
 /** A delivery that cannot be handled as sent; answered with its status, never a 5xx. */
 class RejectedDelivery extends Error {
@@ -64,7 +82,7 @@ interface Answer {
   status: number;
   body: Record<string, unknown>;
   repo?: string | undefined;
-  outcome: 'pong' | 'build' | 'undeployed' | 'ignored';
+  outcome: 'pong' | 'build' | 'undeployed' | 'action' | 'ignored';
 }
 
 type Payload = Record<string, unknown>;
@@ -73,43 +91,21 @@ function isObject(value: unknown): value is Payload {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function field(payload: Payload, path: string): unknown {
-  return path
-    .split('.')
-    .reduce<unknown>((value, key) => (isObject(value) ? value[key] : undefined), payload);
-}
-
-function text(payload: Payload, path: string): string {
-  const value = field(payload, path);
-  if (typeof value !== 'string' || value === '') {
-    throw new RejectedDelivery(400, `${path}: expected a non-empty string`);
+/** The typed payload, or a 400 naming the field that is wrong. */
+function typed<T extends z.ZodType>(schema: T, payload: Payload): z.output<T> {
+  try {
+    return parseGitHubPayload(schema, payload);
+  } catch (error) {
+    if (error instanceof PayloadError) throw new RejectedDelivery(400, error.message);
+    throw error;
   }
-  return value;
-}
-
-function sha(payload: Payload, path: string): string {
-  const value = text(payload, path);
-  if (!SHA.test(value)) throw new RejectedDelivery(400, `${path}: expected a 40-digit commit SHA`);
-  return value.toLowerCase();
-}
-
-function prNumber(payload: Payload, path: string): number {
-  const value = field(payload, path);
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-    throw new RejectedDelivery(400, `${path}: expected a pull request number`);
-  }
-  return value;
-}
-
-/** Repo names are compared lower-case everywhere (GitHub's are case-insensitive). */
-function repoOf(payload: Payload): string {
-  return text(payload, 'repository.full_name').toLowerCase();
 }
 
 /** The repo for the log line of a delivery we ignore, when it has one. */
 function repoIfAny(payload: Payload): string | undefined {
-  const value = field(payload, 'repository.full_name');
-  return typeof value === 'string' ? value.toLowerCase() : undefined;
+  const repository = payload.repository;
+  const name = isObject(repository) ? repository.full_name : undefined;
+  return typeof name === 'string' ? name.toLowerCase() : undefined;
 }
 
 function ignored(reason: string, repo?: string): Answer {
@@ -272,42 +268,111 @@ export function githubWebhook(deps: WebhookDeps): Koa.Middleware {
   }
 
   async function push(payload: Payload, delivery: string | undefined): Promise<Answer> {
-    const repo = repoOf(payload);
-    const ref = text(payload, 'ref');
+    const event = typed(pushPayload, payload);
+    const repo = event.repository.full_name;
+    const { ref } = event;
     if (!ref.startsWith(BRANCH_REF)) return ignored(`${ref}: not a branch`, repo);
     const branch = ref.slice(BRANCH_REF.length);
     if (branch === '') throw new RejectedDelivery(400, `ref: no branch name in ${ref}`);
-    if (payload.deleted === true || payload.after === NULL_SHA) {
+    if (event.deleted === true || event.after === NULL_SHA) {
       return undeployBranch(repo, branch);
     }
-    const gitCommit = sha(payload, 'after');
-    return trigger({ repo, targetBranch: branch, pr: null, gitCommit }, delivery);
+    const gitCommit = typed(z.object({ after: sha }), payload).after;
+    const head = event.head_commit;
+    const message = firstLine(head?.message);
+    const author = head?.author?.name || head?.author?.username || undefined;
+    return trigger(
+      {
+        repo,
+        targetBranch: branch,
+        pr: null,
+        gitCommit,
+        ...(message ? { message } : {}),
+        ...(author ? { author } : {}),
+      },
+      delivery,
+    );
   }
 
   async function pullRequest(payload: Payload, delivery: string | undefined): Promise<Answer> {
-    const action = text(payload, 'action');
+    const action = typed(z.object({ action: z.string() }), payload).action;
     if (action !== 'closed' && !BUILD_ACTIONS.has(action)) {
       return ignored(`pull_request ${action}: nothing to do`, repoIfAny(payload));
     }
-    const repo = repoOf(payload);
-    const pr = prNumber(payload, 'pull_request.number');
-    if (action === 'closed') return undeploy(index.list({ repo, pr }), repo);
-    const targetBranch = text(payload, 'pull_request.base.ref');
-    const gitCommit = sha(payload, 'pull_request.head.sha');
-    // Where the head commit comes from: another repo (or a deleted fork, null) is a fork.
-    const head = field(payload, 'pull_request.head.repo.full_name');
-    const headRepo = typeof head === 'string' && head !== '' ? head.toLowerCase() : null;
-    return trigger({ repo, targetBranch, pr, gitCommit, headRepo }, delivery);
+    const event = typed(pullRequestPayload, payload);
+    const repo = event.repository.full_name;
+    const pull = event.pull_request;
+    if (action === 'closed') return undeploy(index.list({ repo, pr: pull.number }), repo);
+    // The pull request's title stands for its head commit's message, which the event lacks.
+    const message = firstLine(pull.title);
+    const author = pull.user?.login;
+    return trigger(
+      {
+        repo,
+        targetBranch: pull.base.ref,
+        pr: pull.number,
+        gitCommit: pull.head.sha,
+        headRepo: pull.head.repo,
+        ...(message ? { message } : {}),
+        ...(author ? { author } : {}),
+      },
+      delivery,
+    );
   }
 
   async function deleted(payload: Payload): Promise<Answer> {
-    const repo = repoOf(payload);
-    const refType = text(payload, 'ref_type');
-    if (refType !== 'branch') return ignored(`${refType} deleted: not a branch`, repo);
+    const event = typed(deletePayload, payload);
+    const repo = event.repository.full_name;
+    if (event.ref_type !== 'branch')
+      return ignored(`${event.ref_type} deleted: not a branch`, repo);
     // GitHub sends the short name here, but a full ref would mean the same branch.
-    const ref = text(payload, 'ref');
+    const { ref } = event;
     const branch = ref.startsWith(BRANCH_REF) ? ref.slice(BRANCH_REF.length) : ref;
     return undeployBranch(repo, branch);
+  }
+
+  /**
+   * A button of a build's check run (docs/operations.md, "GitHub"): acts on the build named by the
+   * check run's external id once its repo, commit and the delivery's installation match.
+   */
+  async function checkRun(payload: Payload): Promise<Answer> {
+    const event = typed(checkRunPayload, payload);
+    const repo = event.repository.full_name;
+    if (event.action !== 'requested_action') {
+      return ignored(`check_run ${event.action}: nothing to do`, repo);
+    }
+    const transition = event.requested_action?.identifier ?? '';
+    if (!CHECK_RUN_TRANSITIONS.has(transition)) {
+      throw new RejectedDelivery(400, `requested_action.identifier: unknown action ${transition}`);
+    }
+    const name = event.check_run.external_id ?? '';
+    const build = name ? index.get(name) : undefined;
+    if (!build) throw new RejectedDelivery(404, `check_run.external_id: no build ${name}`);
+    const commit = build.commit_info;
+    if (commit.repo !== repo || commit.git_commit !== event.check_run.head_sha) {
+      throw new RejectedDelivery(403, `check run of ${repo} does not match build ${name}`);
+    }
+    const installation = deps.installationOf ? await deps.installationOf(repo) : undefined;
+    if (installation === undefined || event.installation?.id !== installation) {
+      throw new RejectedDelivery(
+        403,
+        `installation ${String(event.installation?.id)} is not the App's installation for ${repo}`,
+      );
+    }
+    try {
+      await commands.transition(name, transition as Transition);
+    } catch (error) {
+      if (error instanceof InvalidTransitionError) {
+        return ignored(`${name}: ${error.message}`, repo);
+      }
+      throw error;
+    }
+    return {
+      status: 202,
+      body: { build: name, transition },
+      repo,
+      outcome: 'action',
+    };
   }
 
   async function handle(
@@ -329,6 +394,8 @@ export function githubWebhook(deps: WebhookDeps): Koa.Middleware {
         return pullRequest(payload, delivery);
       case 'delete':
         return deleted(payload);
+      case 'check_run':
+        return checkRun(payload);
       default:
         return ignored(`event ${event}: not handled`, repoIfAny(payload));
     }

@@ -221,6 +221,41 @@ export function deletePayload(options: DeleteOptions = {}): GitHubPayload {
   };
 }
 
+/** Options of {@link checkRunPayload}. */
+export interface CheckRunOptions {
+  /** Default `Acme/Widgets`. */
+  repo?: string;
+  /** Default `requested_action`. */
+  action?: string;
+  /** The button pressed (`start`, `stop`, `reset`). */
+  identifier: string;
+  /** The build the check run belongs to. */
+  externalId: string;
+  headSha: string;
+  /** The App's installation the delivery comes from. */
+  installation: number;
+}
+
+/** A `check_run` event payload: a button of a check run pressed (GitHub App deliveries only). */
+export function checkRunPayload(options: CheckRunOptions): GitHubPayload {
+  const repo = options.repo ?? 'Acme/Widgets';
+  return {
+    action: options.action ?? 'requested_action',
+    check_run: {
+      id: parseInt(commitSha(options.externalId).slice(0, 8), 16),
+      name: 'runboat',
+      head_sha: options.headSha,
+      external_id: options.externalId,
+      status: 'completed',
+      conclusion: 'success',
+    },
+    requested_action: { identifier: options.identifier },
+    installation: { id: options.installation, node_id: `MDIz${options.installation}` },
+    repository: repository(repo),
+    sender: user('octocat'),
+  };
+}
+
 /** A `ping` event payload, as GitHub sends when a hook is created. */
 export function pingPayload(repo = 'Acme/Widgets'): GitHubPayload {
   return {

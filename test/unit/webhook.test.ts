@@ -22,7 +22,9 @@ import {
   UnsupportedRepoError,
 } from '../../lib/errors.js';
 import {
+  checkRunPayload,
   commitSha,
+  type CheckRunOptions,
   deletePayload,
   deliver,
   NULL_SHA,
@@ -89,8 +91,9 @@ function existingBuild(commit: CommitInfo): BuildView {
 }
 
 /** An index over a fixed list of builds, filtering like the real one. */
-function fakeIndex(builds: BuildView[]): Pick<WebhookDeps['index'], 'list'> {
+function fakeIndex(builds: BuildView[]): WebhookDeps['index'] {
   return {
+    get: (name: string) => builds.find((build) => build.name === name),
     list: (filter: BuildFilter = {}) =>
       builds.filter(
         ({ commit_info: info }) =>
@@ -119,6 +122,8 @@ afterEach(async () => {
 async function startReceiver(
   options: {
     builds?: BuildView[];
+    /** Repo owner → the App's installation id. */
+    installations?: Record<string, number>;
     secret?: string | undefined;
     insecure?: boolean;
     maxConcurrent?: number;
@@ -141,6 +146,12 @@ async function startReceiver(
       index: fakeIndex(options.builds ?? []),
       logger: pino({ level: 'info' }, sink),
       ...(options.maxConcurrent === undefined ? {} : { maxConcurrent: options.maxConcurrent }),
+      ...(options.installations
+        ? {
+            installationOf: (repo: string) =>
+              Promise.resolve(options.installations?.[repo.split('/')[0] ?? '']),
+          }
+        : {}),
     }),
   );
   const server = app.listen(0, '127.0.0.1');
@@ -169,7 +180,13 @@ describe('github webhook: events', () => {
     const response = await deliver(url, 'push', pushPayload({ after }), SECRET, 'delivery-1');
     const commit = { repo: REPO, targetBranch: 'main', pr: null, gitCommit: after };
     expect(response).toEqual({ status: 202, body: { build: buildName(commit) } });
-    expect(commands.triggers).toEqual([[commit, { kind: 'webhook', id: 'delivery-1' }]]);
+    // The head commit's message and author come along, for the build's card.
+    expect(commands.triggers).toEqual([
+      [
+        { ...commit, message: 'Fix the widget', author: 'Octo Cat' },
+        { kind: 'webhook', id: 'delivery-1' },
+      ],
+    ]);
   });
 
   it('keeps the slashes of a branch name', async () => {
@@ -241,7 +258,7 @@ describe('github webhook: events', () => {
       // The head repo (here the repo itself) says whether the pull request comes from a fork.
       expect(commands.triggers).toEqual([
         [
-          { ...commit, headRepo: REPO },
+          { ...commit, headRepo: REPO, message: 'Make the widget spin', author: 'octocat' },
           { kind: 'webhook', id: 'delivery-pr' },
         ],
       ]);
@@ -340,6 +357,59 @@ describe('github webhook: events', () => {
     expect(second).toEqual(first);
     expect(commands.triggers).toHaveLength(2);
     expect(commands.triggers[1]).toEqual(commands.triggers[0]);
+  });
+});
+
+describe('github webhook: check run buttons', () => {
+  const INSTALLATION = 4242;
+  const build = branchBuild('main', 'checked');
+  const press = (identifier: string, overrides: Partial<CheckRunOptions> = {}) =>
+    checkRunPayload({
+      externalId: build.name,
+      headSha: build.commit_info.git_commit,
+      installation: INSTALLATION,
+      ...overrides,
+      identifier: overrides.identifier ?? identifier,
+    });
+  const receiver = () =>
+    startReceiver({ builds: [build], installations: { acme: INSTALLATION, other: 7 } });
+
+  it.each(['start', 'stop', 'reset'])('presses %s on the build of the check run', async (id) => {
+    const { url, commands } = await receiver();
+    const response = await deliver(url, 'check_run', press(id), SECRET);
+    expect(response).toEqual({ status: 202, body: { build: build.name, transition: id } });
+    expect(commands.transitions).toEqual([[build.name, id]]);
+  });
+
+  it.each([
+    ['another installation', { installation: 7 }, 403, 'installation 7'],
+    ['another repo', { repo: 'Other/Widgets' }, 403, 'does not match'],
+    ['another commit', { headSha: commitSha('other') }, 403, 'does not match'],
+    ['an unknown build', { externalId: 'b-nope' }, 404, 'no build b-nope'],
+    ['an unknown button', { identifier: 'drop' }, 400, 'unknown action drop'],
+  ] as const)('refuses a press from %s, acting on nothing', async (_, overrides, status, says) => {
+    const { url, commands } = await receiver();
+    const response = await deliver(url, 'check_run', press('reset', overrides), SECRET);
+    expect(response).toEqual({ status, body: { error: expect.stringContaining(says) } });
+    expect(commands.transitions).toEqual([]);
+  });
+
+  it('refuses every press without a GitHub App', async () => {
+    const { url, commands } = await startReceiver({ builds: [build] });
+    const response = await deliver(url, 'check_run', press('start'), SECRET);
+    expect(response.status).toBe(403);
+    expect(commands.transitions).toEqual([]);
+  });
+
+  it('ignores the other check run actions', async () => {
+    const { url, commands } = await receiver();
+    const payload = { ...press('start'), action: 'created' };
+    const response = await deliver(url, 'check_run', payload, SECRET);
+    expect(response).toEqual({
+      status: 200,
+      body: { ignored: expect.stringContaining('created') },
+    });
+    expect(commands.transitions).toEqual([]);
   });
 });
 
