@@ -54,6 +54,7 @@ import { buildView } from '../domain/build-view.js';
 import { createFleetActivities } from './fleet.js';
 import { createGitHubReporter, phaseOfStatus, type ReportLink } from './github-status.js';
 import { createPollActivities } from './poll.js';
+import { createRedeliveryActivities } from './redeliver.js';
 import { createInitSlotsActivities } from './init-slots.js';
 import { createImageBuildActivities, resolveImageBuild } from './image-build.js';
 import {
@@ -441,6 +442,7 @@ export function createActivities(deps: ActivityDeps) {
   return {
     ...createFleetActivities(deps),
     ...createPollActivities(deps),
+    ...createRedeliveryActivities(deps),
     ...createInitSlotsActivities(deps),
     ...createImageBuildActivities(deps, { renderJob, runBuildJob, guard }),
 

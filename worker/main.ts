@@ -46,7 +46,7 @@ import { workerVersion } from '../lib/worker-version.js';
 import { startAdopter } from '../watcher/adopter.js';
 import { startDeploymentWatcher, type DeploymentWatcher } from '../watcher/deployment-watcher.js';
 import { freeLoopbackPort, startHealthServer, type HealthServer } from './health-server.js';
-import { syncPollSchedules } from './poll-schedules.js';
+import { syncPollSchedules, syncRedeliverySchedule } from './poll-schedules.js';
 
 const temporalLevels: Record<string, LogLevel> = {
   trace: 'TRACE',
@@ -330,6 +330,14 @@ async function main(): Promise<void> {
           ? settings.RUNBOAT_GITHUB_POLL_SECONDS
           : settings.RUNBOAT_GITHUB_RECONCILE_SECONDS,
       pollNow: polling,
+      logger,
+    });
+    // The App's failed webhook deliveries asked again (docs/operations.md, Redelivery).
+    await syncRedeliverySchedule({
+      client,
+      taskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
+      isApp: github?.isApp ?? false,
+      intervalSeconds: settings.RUNBOAT_GITHUB_REDELIVER_SECONDS,
       logger,
     });
   }
