@@ -5,9 +5,20 @@
  * 304 on `if-none-match` (a 304 costs no rate limit), rate-limit headers on every answer and the
  * primary (403, `x-ratelimit-remaining: 0`) and secondary (403/429 with `retry-after`) limits, and
  * GitHub App auth: a JWT signed with the App's key finds a repo's installation and exchanges it for
- * an installation token, which is then the only credential the repo's routes accept.
+ * an installation token, which is then the only credential the repo's routes accept. Webhook
+ * deliveries of the App: `deliver` POSTs a signed event to a receiver and records its answer (0: no
+ * connection), `GET /app/hook/deliveries` lists them newest first in cursor pages and
+ * `POST /app/hook/deliveries/{id}/attempts` delivers one again, both with the App's JWT.
  */
-import { createHash, createPublicKey, randomBytes, verify, type KeyObject } from 'node:crypto';
+import {
+  createHash,
+  createHmac,
+  createPublicKey,
+  randomBytes,
+  randomUUID,
+  verify,
+  type KeyObject,
+} from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -44,6 +55,25 @@ export interface FakeRateLimit {
   status?: 403 | 429;
   /** Seconds until it lifts. */
   seconds: number;
+}
+
+/** One attempt of a webhook delivery of the App, as GitHub lists it. */
+export interface FakeHookDelivery {
+  id: number;
+  /** Shared by a delivery and its redeliveries. */
+  guid: string;
+  event: string;
+  action: string | null;
+  /** The receiver's answer; 0 when it could not be reached. */
+  status_code: number;
+  redelivery: boolean;
+  delivered_at: string;
+}
+
+/** Where a webhook delivery goes: the receiver's URL and the secret it is signed with. */
+export interface FakeHookTarget {
+  url: string;
+  secret: string;
 }
 
 /** The GitHub App the fake knows, for App auth. */
@@ -83,6 +113,18 @@ export interface FakeGitHub {
   /** Installation tokens issued so far. */
   issuedTokens: { token: string; installation: number }[];
   statusesOf(sha: string): ReceivedStatus[];
+  /** Every attempt of the App's webhook deliveries, oldest first. */
+  hookDeliveries: FakeHookDelivery[];
+  /**
+   * Delivers an event as GitHub does (signed `x-hub-signature-256`, `x-github-event`,
+   * `x-github-delivery`) and records the attempt; `guid` makes it an attempt of an earlier delivery.
+   */
+  deliver(
+    event: string,
+    payload: unknown,
+    target: FakeHookTarget,
+    guid?: string,
+  ): Promise<FakeHookDelivery>;
   close(): Promise<void>;
 }
 
@@ -157,6 +199,57 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
     return state.appKey;
   };
   let url = '';
+
+  // Webhook deliveries of the App: each attempt, and what it sent where (for redeliveries).
+  const hookDeliveries: FakeHookDelivery[] = [];
+  const hookSent = new Map<number, { target: FakeHookTarget; body: string }>();
+  const hookSend = async (
+    event: string,
+    body: string,
+    target: FakeHookTarget,
+    guid: string,
+    redelivery: boolean,
+  ): Promise<FakeHookDelivery> => {
+    let status: number;
+    try {
+      const answer = await fetch(target.url, {
+        method: 'POST',
+        body,
+        headers: {
+          'content-type': 'application/json',
+          'user-agent': 'GitHub-Hookshot/fake',
+          'x-github-event': event,
+          'x-github-delivery': guid,
+          'x-hub-signature-256': `sha256=${createHmac('sha256', target.secret).update(body).digest('hex')}`,
+        },
+        // GitHub gives up on a receiver after 10 seconds.
+        signal: AbortSignal.timeout(10_000),
+      });
+      await answer.arrayBuffer();
+      status = answer.status;
+    } catch {
+      status = 0;
+    }
+    let action: string | null = null;
+    try {
+      const parsed = JSON.parse(body) as { action?: unknown };
+      if (typeof parsed.action === 'string') action = parsed.action;
+    } catch {
+      // Not JSON: no action.
+    }
+    const delivery: FakeHookDelivery = {
+      id: hookDeliveries.length + 1,
+      guid,
+      event,
+      action,
+      status_code: status,
+      redelivery,
+      delivered_at: new Date().toISOString(),
+    };
+    hookDeliveries.push(delivery);
+    hookSent.set(delivery.id, { target, body });
+    return delivery;
+  };
 
   const send = (
     response: ServerResponse,
@@ -288,6 +381,54 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
         repository_selection: 'all',
       });
       return 201;
+    }
+
+    // /app/hook/deliveries: newest first, in pages of `per_page` after `cursor` (an id).
+    if (method === 'GET' && address.pathname === '/app/hook/deliveries') {
+      if (!appAuth(request, response)) return 401;
+      const perPage = Math.min(Number(address.searchParams.get('per_page') ?? 30) || 30, PAGE_MAX);
+      const cursor = Number(address.searchParams.get('cursor') ?? Infinity) || Infinity;
+      const after = [...hookDeliveries].reverse().filter((d) => d.id < cursor);
+      const page = after.slice(0, perPage);
+      const last = page.at(-1);
+      const headers: Record<string, string> = {};
+      if (last && after.length > perPage) {
+        const next = new URL('/app/hook/deliveries', url);
+        next.searchParams.set('per_page', String(perPage));
+        next.searchParams.set('cursor', String(last.id));
+        headers.link = `<${next.toString()}>; rel="next"`;
+      }
+      send(
+        response,
+        200,
+        page.map((d) => ({
+          ...d,
+          status: d.status_code === 0 ? 'failed to connect to host' : String(d.status_code),
+          duration: 0.01,
+          installation_id: null,
+          repository_id: null,
+        })),
+        headers,
+      );
+      return 200;
+    }
+    // /app/hook/deliveries/{id}/attempts: accepted, then delivered again with the same guid.
+    if (
+      method === 'POST' &&
+      parts[1] === 'app' &&
+      parts[3] === 'deliveries' &&
+      parts[5] === 'attempts'
+    ) {
+      if (!appAuth(request, response)) return 401;
+      const original = hookDeliveries.find((d) => d.id === Number(parts[4]));
+      const sent = hookSent.get(Number(parts[4]));
+      if (!original || !sent) {
+        send(response, 404, { message: 'Not Found' });
+        return 404;
+      }
+      send(response, 202, {});
+      void hookSend(original.event, sent.body, sent.target, original.guid, true);
+      return 202;
     }
 
     if (parts[1] !== 'repos') {
@@ -422,6 +563,15 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
     },
     issuedTokens,
     statusesOf: (sha) => statuses.filter((status) => status.sha === sha),
+    hookDeliveries,
+    deliver: (event, payload, target, guid) =>
+      hookSend(
+        event,
+        typeof payload === 'string' ? payload : JSON.stringify(payload),
+        target,
+        guid ?? randomUUID(),
+        guid !== undefined,
+      ),
     close: () =>
       new Promise((resolve) => {
         server.closeAllConnections();
