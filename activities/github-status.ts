@@ -256,7 +256,14 @@ export function createGitHubReporter(options: GitHubReporterOptions) {
       if (options.deployments) {
         extras.push(
           bestEffort('deployment status', build, () =>
-            reportDeployment(github, build, phase, description, targetUrl),
+            // The live URL is the environment's; the log of a ready build is its page.
+            reportDeployment(
+              github,
+              build,
+              phase,
+              description,
+              link === 'live' ? urls(build).build : targetUrl,
+            ),
           ),
         );
       }

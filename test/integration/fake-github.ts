@@ -85,8 +85,33 @@ export interface FakeApp {
   installations: Map<string, number>;
 }
 
+/** A deployment the fake GitHub holds, with every status posted to it. */
+export interface FakeDeployment {
+  id: number;
+  repo: string;
+  ref: string;
+  environment: string;
+  transient: boolean;
+  production: boolean;
+  payload: unknown;
+  statuses: { state: string; description: string; environmentUrl?: string; logUrl?: string }[];
+}
+
+/** A check run the fake GitHub holds, with each state written to it. */
+export interface FakeCheckRun {
+  id: number;
+  repo: string;
+  headSha: string;
+  name: string;
+  externalId: string | null;
+  /** Each body created or patched, in order; the last is the check run now. */
+  writes: Record<string, unknown>[];
+}
+
 /** A running fake GitHub. */
 export interface FakeGitHub {
+  deployments: FakeDeployment[];
+  checkRuns: FakeCheckRun[];
   url: string;
   statuses: ReceivedStatus[];
   /** `owner/repo` → branch → head SHA. */
@@ -185,6 +210,8 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
   const statusDelays = new Map<string, number>();
   const rateLimits: FakeRateLimit[] = [];
   const issuedTokens: FakeGitHub['issuedTokens'] = [];
+  const deployments: FakeDeployment[] = [];
+  const checkRuns: FakeCheckRun[] = [];
   let used = 0;
   let resetAt = Math.floor(Date.now() / 1000) + 3600;
   const state: { app: FakeApp | undefined; appKey: KeyObject | undefined; keyOf?: string } = {
@@ -522,8 +549,103 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
       sendPage(request, response, address, open);
       return response.statusCode;
     }
+    const preview = await previewRoutes(request, response, method, parts, repo, address);
+    if (preview !== undefined) return preview;
     send(response, 404, { message: 'Not Found' });
     return 404;
+  };
+
+  /** Deployments, their statuses and check runs, as GitHub answers them. */
+  const previewRoutes = async (
+    request: IncomingMessage,
+    response: ServerResponse,
+    method: string,
+    parts: string[],
+    repo: string,
+    address: URL,
+  ): Promise<number | undefined> => {
+    const json = async () => JSON.parse(await readBody(request)) as Record<string, unknown>;
+    if (parts[4] === 'deployments' && parts.length === 5 && method === 'POST') {
+      const body = await json();
+      const deployment: FakeDeployment = {
+        id: deployments.length + 1,
+        repo,
+        ref: String(body.ref),
+        environment: String(body.environment ?? 'production'),
+        transient: body.transient_environment === true,
+        production: body.production_environment !== false,
+        payload: body.payload ?? {},
+        statuses: [],
+      };
+      deployments.push(deployment);
+      used++;
+      send(response, 201, { id: deployment.id, sha: deployment.ref, payload: deployment.payload });
+      return 201;
+    }
+    if (parts[4] === 'deployments' && parts.length === 5 && method === 'GET') {
+      const sha = address.searchParams.get('sha');
+      const environment = address.searchParams.get('environment');
+      const found = deployments
+        .filter((d) => d.repo === repo && (!sha || d.ref === sha))
+        .filter((d) => !environment || d.environment === environment)
+        .reverse()
+        .map((d) => ({ id: d.id, sha: d.ref, environment: d.environment, payload: d.payload }));
+      return sendConditional(request, response, found);
+    }
+    if (parts[4] === 'deployments' && parts[6] === 'statuses' && method === 'POST') {
+      const deployment = deployments.find((d) => d.repo === repo && d.id === Number(parts[5]));
+      if (!deployment) {
+        send(response, 404, { message: 'Not Found' });
+        return 404;
+      }
+      const body = await json();
+      deployment.statuses.push({
+        state: String(body.state),
+        description: String(body.description ?? ''),
+        ...(typeof body.environment_url === 'string'
+          ? { environmentUrl: body.environment_url }
+          : {}),
+        ...(typeof body.log_url === 'string' ? { logUrl: body.log_url } : {}),
+      });
+      used++;
+      send(response, 201, { state: body.state });
+      return 201;
+    }
+    if (parts[4] === 'check-runs' && parts.length === 5 && method === 'POST') {
+      const body = await json();
+      const run: FakeCheckRun = {
+        id: checkRuns.length + 1,
+        repo,
+        headSha: String(body.head_sha),
+        name: String(body.name),
+        externalId: typeof body.external_id === 'string' ? body.external_id : null,
+        writes: [body],
+      };
+      checkRuns.push(run);
+      used++;
+      send(response, 201, { id: run.id, name: run.name, external_id: run.externalId });
+      return 201;
+    }
+    if (parts[4] === 'check-runs' && parts.length === 6 && method === 'PATCH') {
+      const run = checkRuns.find((r) => r.repo === repo && r.id === Number(parts[5]));
+      if (!run) {
+        send(response, 404, { message: 'Not Found' });
+        return 404;
+      }
+      run.writes.push(await json());
+      used++;
+      send(response, 200, { id: run.id });
+      return 200;
+    }
+    // /repos/{owner}/{repo}/commits/{ref}/check-runs
+    if (parts[4] === 'commits' && parts[6] === 'check-runs' && method === 'GET') {
+      const name = address.searchParams.get('check_name');
+      const runs = checkRuns
+        .filter((r) => r.repo === repo && r.headSha === parts[5] && (!name || r.name === name))
+        .map((r) => ({ id: r.id, name: r.name, external_id: r.externalId }));
+      return sendConditional(request, response, { total_count: runs.length, check_runs: runs });
+    }
+    return undefined;
   };
 
   const server = createServer((request, response) => {
@@ -546,6 +668,8 @@ export async function startFakeGitHub(): Promise<FakeGitHub> {
   url = `http://127.0.0.1:${port}`;
   return {
     url,
+    deployments,
+    checkRuns,
     statuses,
     heads,
     pulls,
