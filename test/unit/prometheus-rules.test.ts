@@ -40,6 +40,15 @@ interface RuleFile {
 const ruleFile = parseYaml(read('deploy/prometheus-rules.yaml')) as RuleFile;
 const rules = ruleFile.spec.groups.flatMap((group) => group.rules);
 
+const emptyIndex = {
+  get: () => undefined,
+  list: () => [],
+  all: () => [],
+  on: () => emptyIndex,
+  off: () => emptyIndex,
+  isSynced: true,
+};
+
 /** Every sample name the API and the workers expose, from the registries they fill. */
 async function registeredSampleNames(): Promise<Set<string>> {
   const registry = new Registry();
@@ -52,7 +61,8 @@ async function registeredSampleNames(): Promise<Set<string>> {
     Promise.resolve({ temporal_reachable: true, queues: [], warnings: [], checked_at: '' }),
   );
   createApp({
-    index: {} as never,
+    // An empty index: the app reads it once at creation (the fleet summary).
+    index: emptyIndex as never,
     commands: {} as never,
     logs: {} as never,
     settings: { repos: () => [], maxStarted: 1, maxDeployed: 1, admin: {}, publicStartStop: false },
