@@ -3,17 +3,15 @@
  * webhook and UI middleware) over real HTTP: every route, the webhook and static files included,
  * carries its pattern as a label, and the workers polling each task queue are a gauge.
  */
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../api/app.js';
-import type { BuildCommands } from '../../api/commands.js';
 import { webUi } from '../../api/ui.js';
 import { githubWebhook } from '../../api/webhook.js';
 import { registerWorkerMetrics } from '../../api/worker-metrics.js';
 import type { WorkerStatus } from '../../api/worker-status.js';
 import { createLogger } from '../../lib/logger.js';
+import { noLogs, serve, stubCommands, type Served } from './app-fixture.js';
 
 let status: WorkerStatus = {
   temporal_reachable: true,
@@ -21,7 +19,7 @@ let status: WorkerStatus = {
   warnings: [],
   checked_at: '2024-05-01T10:00:00.000Z',
 };
-let server: Server;
+let served: Served;
 let base: string;
 
 const index = {
@@ -33,12 +31,7 @@ const index = {
   off: () => index,
   isSynced: true,
 };
-const commands: BuildCommands = {
-  trigger: () => Promise.reject(new Error('not in this test')),
-  supports: () => true,
-  branchHead: () => Promise.resolve(undefined),
-  transition: () => Promise.reject(new Error('not in this test')),
-};
+const commands = stubCommands({ transition: () => Promise.reject(new Error('not in this test')) });
 
 beforeAll(async () => {
   const logger = createLogger('silent');
@@ -48,12 +41,7 @@ beforeAll(async () => {
   const app = createApp({
     index: index as never,
     commands,
-    logs: {
-      initLog: () => Promise.resolve(undefined),
-      cleanupLog: () => Promise.resolve(undefined),
-      imageBuildLog: () => Promise.resolve(undefined),
-      buildLog: () => Promise.reject(new Error('no logs here')),
-    },
+    logs: noLogs,
     settings: { repos: () => [], maxStarted: 2, maxDeployed: 10, admin: {}, publicStartStop: true },
     temporalReady: () => Promise.resolve(true),
     workers,
@@ -72,12 +60,11 @@ beforeAll(async () => {
       }),
     ],
   });
-  server = app.listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  served = await serve(app);
+  base = served.base;
 });
 
-afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+afterAll(() => served.close());
 
 const metricsText = async () => (await fetch(`${base}/metrics`)).text();
 

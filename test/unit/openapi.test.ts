@@ -6,8 +6,6 @@
  * is a 400 that names the field.
  */
 import { readFileSync } from 'node:fs';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type Router from '@koa/router';
@@ -15,12 +13,12 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../api/app.js';
-import type { BuildCommands } from '../../api/commands.js';
 import { webUi } from '../../api/ui.js';
 import { githubWebhook } from '../../api/webhook.js';
 import { annotations, type CommitInfo } from '../../domain/build.js';
 import { buildView, type BuildView } from '../../domain/build-view.js';
 import { createLogger } from '../../lib/logger.js';
+import { noLogs, serve, stubCommands, type Served } from './app-fixture.js';
 
 const TOKEN = 'openapi-test-token-0123456789';
 const admin = { authorization: `Bearer ${TOKEN}` };
@@ -56,17 +54,15 @@ const index = {
 };
 /** The commits asked for, as the routes parsed them. */
 const triggered: CommitInfo[] = [];
-const commands: BuildCommands = {
+const commands = stubCommands({
   trigger: (commit) => {
     triggered.push(commit);
     return Promise.resolve(`b-${triggered.length}`);
   },
-  supports: () => true,
   branchHead: () => Promise.resolve('b'.repeat(40)),
-  transition: () => Promise.resolve(),
-};
+});
 
-let server: Server;
+let listening: Served;
 let base: string;
 let router: Router;
 
@@ -75,12 +71,7 @@ beforeAll(async () => {
   const app = createApp({
     index: index as never,
     commands,
-    logs: {
-      initLog: () => Promise.resolve('init: succeeded'),
-      cleanupLog: () => Promise.resolve(undefined),
-      imageBuildLog: () => Promise.resolve(undefined),
-      buildLog: () => Promise.reject(new Error('no logs here')),
-    },
+    logs: { ...noLogs, initLog: () => Promise.resolve('init: succeeded') },
     settings: {
       repos: () => [{ repo: 'acme/.*', branch: '.*', sticky: true }] as never,
       maxStarted: 2,
@@ -108,12 +99,11 @@ beforeAll(async () => {
     .filter((found) => found !== undefined);
   expect(routes).toHaveLength(1);
   router = routes[0]!;
-  server = app.listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  listening = await serve(app);
+  base = listening.base;
 });
 
-afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+afterAll(() => listening.close());
 
 async function call(
   method: string,

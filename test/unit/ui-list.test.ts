@@ -4,8 +4,6 @@
  * and streamed), and cards that tell builds apart (commit message and author, relative times).
  */
 import { EventEmitter } from 'node:events';
-import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { BuildStatus } from '../../domain/build.js';
@@ -13,10 +11,10 @@ import type { BuildView } from '../../domain/build-view.js';
 import { buildName } from '../../domain/names.js';
 import { createApp } from '../../api/app.js';
 import { matchesSearch, pageOf, parseSearch } from '../../api/build-search.js';
-import type { BuildCommands } from '../../api/commands.js';
 import { fleetSummary, type SummaryFigure } from '../../api/fleet-summary.js';
 import { ago, CARDS_PER_ROW, ROWS_PER_PAGE, webUi } from '../../api/ui.js';
 import { createLogger } from '../../lib/logger.js';
+import { noLogs, serve, stubCommands, type Served } from './app-fixture.js';
 
 interface Spec {
   repo?: string;
@@ -87,15 +85,10 @@ class MemoryIndex extends EventEmitter<{ upd: [BuildView]; del: [BuildView] }> {
 }
 
 const index = new MemoryIndex();
-const commands: BuildCommands = {
-  trigger: () => Promise.reject(new Error('not in this test')),
-  supports: () => true,
-  branchHead: () => Promise.resolve(undefined),
-  transition: () => Promise.resolve(),
-};
+const commands = stubCommands();
 const limits = { maxStarted: 2, maxDeployed: 10, maxInitializing: 1 };
 
-let server: Server;
+let served: Served;
 let base: string;
 
 beforeAll(async () => {
@@ -103,12 +96,7 @@ beforeAll(async () => {
   const app = createApp({
     index: index as never,
     commands,
-    logs: {
-      initLog: () => Promise.resolve(undefined),
-      cleanupLog: () => Promise.resolve(undefined),
-      imageBuildLog: () => Promise.resolve(undefined),
-      buildLog: () => Promise.reject(new Error('no logs here')),
-    },
+    logs: noLogs,
     settings: { repos: () => [], ...limits, admin: {}, publicStartStop: true },
     temporalReady: () => Promise.resolve(true),
     logger,
@@ -124,14 +112,11 @@ beforeAll(async () => {
       }),
     ],
   });
-  server = app.listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  served = await serve(app);
+  base = served.base;
 });
 
-afterAll(() => {
-  server.close();
-});
+afterAll(() => served.close());
 
 const fix = view({
   sha: 'abc123',

@@ -3,8 +3,6 @@
  * reading builds from an in-memory index and recording the commands it sends.
  */
 import { request } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { buildStatuses, type BuildStatus } from '../../domain/build.js';
@@ -12,11 +10,12 @@ import type { BuildView } from '../../domain/build-view.js';
 import { buildName } from '../../domain/names.js';
 import { createApp } from '../../api/app.js';
 import type { BuildFilter } from '../../api/build-index.js';
-import type { BuildCommands, Transition } from '../../api/commands.js';
+import type { Transition } from '../../api/commands.js';
 import { webUi } from '../../api/ui.js';
 import { noWorkerWarning, type WorkerStatus } from '../../api/worker-status.js';
 import { ClientError, InvalidTransitionError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/logger.js';
+import { noLogs, serve, stubCommands, type Served } from './app-fixture.js';
 
 interface Spec {
   repo?: string;
@@ -94,10 +93,7 @@ const index = {
   isSynced: true,
 };
 
-const commands: BuildCommands = {
-  trigger: () => Promise.reject(new Error('not in this test')),
-  supports: () => true,
-  branchHead: () => Promise.resolve(undefined),
+const commands = stubCommands({
   transition(name, transition) {
     if (refuse) return Promise.reject(refuse);
     sent.push({ name, transition });
@@ -105,9 +101,9 @@ const commands: BuildCommands = {
     if (build && transition === 'start') builds.set(name, { ...build, status: 'starting' });
     return Promise.resolve();
   },
-};
+});
 
-let server: Server;
+let served: Served;
 let base: string;
 
 beforeAll(async () => {
@@ -115,12 +111,7 @@ beforeAll(async () => {
   const app = createApp({
     index: index as never,
     commands,
-    logs: {
-      initLog: () => Promise.resolve(undefined),
-      cleanupLog: () => Promise.resolve(undefined),
-      imageBuildLog: () => Promise.resolve(undefined),
-      buildLog: () => Promise.reject(new Error('no logs here')),
-    },
+    logs: noLogs,
     settings: {
       repos: () => [],
       maxStarted: 2,
@@ -145,14 +136,11 @@ beforeAll(async () => {
       }),
     ],
   });
-  server = app.listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  served = await serve(app);
+  base = served.base;
 });
 
-afterAll(() => {
-  server.close();
-});
+afterAll(() => served.close());
 
 const mainOld = view({ seed: 'a1', status: 'stopped', created: '2024-05-01T10:00:00Z' });
 const mainNew = view({ seed: 'a2', status: 'started', created: '2024-05-02T10:00:00Z' });
