@@ -230,6 +230,54 @@ function conditionalRequests(octokit: RunboatOctokit, size: number): void {
   });
 }
 
+/**
+ * Asks GitHub nothing while a rate limit it answered is on: a limit the client did not sit out
+ * (longer than it waits) fails every later call of the same credentials at once, with GitHub's
+ * status, until the reset time (primary) or `retry-after` (secondary) has passed. GitHub asks
+ * integrations not to call while limited, on pain of being banned; the callers retry later.
+ */
+function holdOffWhileLimited(octokit: RunboatOctokit, baseMs: number, log?: Logger): void {
+  const limited = { until: 0, status: 403 };
+  octokit.hook.wrap('request', async (request, options) => {
+    if (Date.now() < limited.until) {
+      const { url } = octokit.request.endpoint(options);
+      throw new GitHubApiError(
+        limited.status,
+        url,
+        `rate limited: not asked before ${new Date(limited.until).toISOString()}`,
+      );
+    }
+    try {
+      return await request(options);
+    } catch (error) {
+      const failed = error as {
+        status?: unknown;
+        response?: { headers?: Record<string, unknown> };
+      };
+      const headers = failed.response?.headers ?? {};
+      const status = failed.status;
+      if (status === 403 || status === 429) {
+        const retryAfter = Number(headers['retry-after']);
+        const reset = Number(headers['x-ratelimit-reset']);
+        let seconds: number | undefined;
+        if (retryAfter > 0) seconds = retryAfter;
+        else if (headers['x-ratelimit-remaining'] === '0' && reset > 0) {
+          seconds = Math.max(Math.ceil(reset - Date.now() / 1000), 0) + 1;
+        }
+        if (seconds !== undefined) {
+          limited.until = Math.max(limited.until, Date.now() + seconds * baseMs);
+          limited.status = status;
+          log?.warn(
+            { status, until: new Date(limited.until).toISOString() },
+            'rate limited: no request to GitHub until then',
+          );
+        }
+      }
+      throw error;
+    }
+  });
+}
+
 /** Octokit's error as ours: an HTTP answer keeps its status; a network error stays transient. */
 function asGitHubError(error: unknown): unknown {
   const failed = error as {
@@ -238,6 +286,7 @@ function asGitHubError(error: unknown): unknown {
     request?: { url?: string };
     message?: string;
   };
+  if (error instanceof GitHubApiError) return error;
   if (typeof failed.status !== 'number' || failed.response === undefined) {
     return error instanceof Error ? new Error(`GitHub unreachable: ${error.message}`) : error;
   }
@@ -323,6 +372,7 @@ export function createGitHubClient(options: GitHubClientOptions): GitHubClient {
       },
     });
     conditionalRequests(octokit, options.conditionalCacheSize ?? 5000);
+    holdOffWhileLimited(octokit, options.retryAfterBaseMs ?? 1000, log);
     return octokit;
   };
 
