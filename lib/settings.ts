@@ -238,7 +238,7 @@ const envSchema = z.object({
    */
   RUNBOAT_GITHUB_POLL_SECONDS: z.coerce.number().int().min(0).default(0),
   /**
-   * With polling off and a webhook secret set: seconds between two reconciliations (the same
+   * With polling off (webhooks as the trigger): seconds between two reconciliations (the same
    * poll, slower) that catch deliveries GitHub could not make; 0: none.
    */
   RUNBOAT_GITHUB_RECONCILE_SECONDS: z.coerce.number().int().min(0).default(900),
