@@ -6,13 +6,13 @@
 import { describe, expect, it } from 'vitest';
 import { annotations, COMMIT_NOTE_MAX, commitNote } from '../../domain/build.js';
 import { buildView } from '../../domain/build-view.js';
-import { buildName, buildSlug } from '../../domain/names.js';
 import {
   defaultKubefilesDir,
   renderKubefiles,
   type KubefilesContext,
   type Manifest,
 } from '../../lib/kubefiles.js';
+import { kubefilesContext } from './kubefiles-fixture.js';
 
 const commit = {
   repo: 'acme/shop',
@@ -22,36 +22,14 @@ const commit = {
 };
 
 function context(message: string, author: string): KubefilesContext {
-  return {
-    namespace: 'runboat-builds',
-    mode: 'deployment',
-    buildName: buildName(commit),
-    buildSlug: buildSlug(commit),
-    buildDomain: 'runboat.example.com',
+  return kubefilesContext(commit, {
     commit: {
-      repo: commit.repo,
-      targetBranch: commit.targetBranch,
-      pr: commit.pr,
-      sha: commit.gitCommit,
       headRepo: null,
       // As activities/index.ts passes them.
       message: commitNote(message),
       author: commitNote(author),
     },
-    source: {
-      fetch: 'auto',
-      install: 'addons-path',
-      addons: '',
-      url: 'https://github.com/acme/shop.git',
-      tarballUrl: `https://api.github.com/repos/acme/shop/tarball/${commit.gitCommit}`,
-      cloneToken: null,
-      trusted: true,
-    },
-    image: { name: 'ghcr.io/acme/odoo', tag: '16.0' },
-    env: {},
-    secretEnv: {},
-    templateVars: {},
-  };
+  });
 }
 
 async function deploymentOf(message: string, author = 'Ann Author'): Promise<Manifest> {

@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import type { V1Job } from '@kubernetes/client-node';
 import { BUILD_LABEL, JOB_KIND_LABEL, type ResolvedImageBuild } from '../../domain/build.js';
-import { buildName, buildSlug } from '../../domain/names.js';
+import { buildName } from '../../domain/names.js';
 import { resolveImageBuild } from '../../activities/image-build.js';
 import {
   defaultKubefilesDir,
@@ -15,6 +15,7 @@ import {
   renderKubefiles,
   type KubefilesContext,
 } from '../../lib/kubefiles.js';
+import { kubefilesContext } from './kubefiles-fixture.js';
 import { reposFileSchema } from '../../lib/settings.js';
 
 const commit = {
@@ -39,35 +40,13 @@ function contextFor(
     builderImage: 'gcr.io/kaniko-project/executor:v1.23.2',
     ...imageBuild,
   };
-  return {
-    namespace: 'runboat-builds',
+  return kubefilesContext(commit, {
     mode: 'build',
-    buildName: name,
-    buildSlug: buildSlug(commit),
-    buildDomain: 'runboat.example.com',
-    commit: {
-      repo: commit.repo,
-      targetBranch: commit.targetBranch,
-      pr: commit.pr,
-      sha: commit.gitCommit,
-      headRepo: 'acme/shop',
-    },
-    source: {
-      fetch: 'auto',
-      install: 'addons-path',
-      addons: '',
-      url: 'https://github.com/acme/shop.git',
-      tarballUrl: `https://api.github.com/repos/acme/shop/tarball/${commit.gitCommit}`,
-      cloneToken,
-      trusted: true,
-    },
+    source: { cloneToken },
     image: { name: 'registry.example.com/previews/acme-shop', tag: commit.gitCommit },
-    env: {},
-    secretEnv: {},
-    templateVars: {},
     imageBuild: image,
     job: { name: `${name}-build-1` },
-  };
+  });
 }
 
 async function renderJob(context: KubefilesContext): Promise<V1Job> {

@@ -11,7 +11,7 @@ import {
   JOB_KIND_LABEL,
   STATUS_LABEL,
 } from '../../domain/build.js';
-import { buildName, buildSlug } from '../../domain/names.js';
+import { buildName } from '../../domain/names.js';
 import {
   checkManifests,
   defaultKubefilesDir,
@@ -21,6 +21,7 @@ import {
   type KubefilesMode,
   type Manifest,
 } from '../../lib/kubefiles.js';
+import { kubefilesContext } from './kubefiles-fixture.js';
 
 const goldenDir = fileURLToPath(new URL('./__golden__', import.meta.url));
 const renderedModes = ['deployment', 'initialize', 'cleanup'] as const;
@@ -39,35 +40,15 @@ function contextFor(mode: KubefilesMode, variation: Variation = {}): KubefilesCo
     gitCommit: '0123456789abcdef0123456789abcdef01234567',
   };
   const name = buildName(commit);
-  return {
-    namespace: 'runboat-builds',
+  return kubefilesContext(commit, {
     mode,
-    buildName: name,
-    buildSlug: buildSlug(commit),
-    buildDomain: 'runboat.example.com',
-    commit: {
-      repo: commit.repo,
-      targetBranch: commit.targetBranch,
-      pr: commit.pr,
-      sha: commit.gitCommit,
-      headRepo: 'acme/shop',
-    },
-    source: {
-      fetch: 'auto',
-      install: 'addons-path',
-      addons: 'sale,stock',
-      url: 'https://github.com/acme/shop.git',
-      tarballUrl: `https://api.github.com/repos/acme/shop/tarball/${commit.gitCommit}`,
-      cloneToken: null,
-      trusted: true,
-    },
-    image: { name: 'ghcr.io/acme/odoo', tag: '16.0' },
+    source: { addons: 'sale,stock' },
     env: variation.env ?? { ADDONS: 'sale,stock' },
     secretEnv: { PGPASSWORD: 's3cret' },
     templateVars: variation.templateVars ?? {},
     ...(mode === 'initialize' && { job: { name: `${name}-init-1` } }),
     ...(mode === 'cleanup' && { job: { name: `${name}-cleanup-1` } }),
-  };
+  });
 }
 
 function render(mode: KubefilesMode, variation?: Variation): Promise<Manifest[]> {
