@@ -12,12 +12,13 @@ import { connect, createServer as createTcpServer, type Socket } from 'node:net'
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BuildView } from '../../domain/build-view.js';
 import { buildName } from '../../domain/names.js';
 import { spawnApi, type WorkerProcess } from '../../dev/worker-process.js';
 import { createBuildEnv, testRepos, type BuildEnv } from './build-env.js';
+import { launchChromium } from './browser.js';
 import { eventually } from './helpers.js';
 
 const TOKEN = 'hardening-admin-token-0123456789';
@@ -442,10 +443,7 @@ describe('in Chromium', () => {
     servers.push(server);
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     evil = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
-    browser = await chromium.launch({
-      executablePath: '/usr/bin/chromium',
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-sync'],
-    });
+    browser = await launchChromium();
   }, 240_000);
 
   afterAll(async () => {

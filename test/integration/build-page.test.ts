@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTimelines, type Timeline } from '../../api/timeline.js';
 import { appendPodLog, servePodLogs } from '../../dev/kwok-logs.js';
@@ -20,6 +20,7 @@ import { startUpdate, stopUpdate } from '../../domain/messages.js';
 import { buildName } from '../../domain/names.js';
 import { mergePatch } from '../../lib/kube.js';
 import { createBuildEnv, testRepos, type BuildEnv } from './build-env.js';
+import { launchChromium } from './browser.js';
 import { eventually } from './helpers.js';
 
 const TOKEN = 'test-admin-token-build-page-0123';
@@ -70,19 +71,7 @@ beforeAll(async () => {
     },
     join(dir, 'api.log'),
   );
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1300, height: 900 } });
 });
 

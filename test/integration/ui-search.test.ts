@@ -7,12 +7,13 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CommitInfo } from '../../domain/build.js';
 import { buildName } from '../../domain/names.js';
 import { spawnApi, type WorkerProcess } from '../../dev/worker-process.js';
 import { createBuildEnv, testRepos, type BuildEnv } from './build-env.js';
+import { launchChromium } from './browser.js';
 
 const SCREENSHOT = '/tmp/ui-search.png';
 
@@ -37,19 +38,7 @@ beforeAll(async () => {
     },
     join(dir, 'api.log'),
   );
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
 }, 120_000);
 
