@@ -94,7 +94,11 @@ async function configuration(options: KwokClusterOptions): Promise<string> {
       { name: 'kwok-controller', extraArgs: [{ key: 'node-ip', value: '127.0.0.1' }] },
       {
         name: 'kube-apiserver',
-        extraArgs: [{ key: 'kubelet-preferred-address-types', value: 'InternalIP' }],
+        extraArgs: [
+          { key: 'kubelet-preferred-address-types', value: 'InternalIP' },
+          // The API server's default is a /24: 254 Services, where a farm has one a build.
+          { key: 'service-cluster-ip-range', value: SERVICE_CLUSTER_IP_RANGE },
+        ],
       },
     ],
   };
@@ -102,6 +106,9 @@ async function configuration(options: KwokClusterOptions): Promise<string> {
     '\n---\n',
   );
 }
+
+/** The Services' virtual IPs: room for a million, as a cluster of kubeadm's defaults has. */
+export const SERVICE_CLUSTER_IP_RANGE = '10.96.0.0/12';
 
 function nodeManifest(name: string): string {
   return JSON.stringify({

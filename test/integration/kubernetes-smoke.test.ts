@@ -151,4 +151,16 @@ describe('the sandbox Kubernetes cluster', () => {
       expect(gone).toBe(true);
     });
   });
+
+  it('has room for a Service per build: its Service range is not a /24', async () => {
+    // An address far outside the API server's default 10.0.0.0/24.
+    const created = await core.createNamespacedService({
+      namespace,
+      body: {
+        metadata: { name: 'far' },
+        spec: { clusterIP: '10.100.39.7', ports: [{ port: 8069 }] },
+      },
+    });
+    expect(created.spec?.clusterIP).toBe('10.100.39.7');
+  });
 });
