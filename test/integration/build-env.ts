@@ -20,7 +20,7 @@ import { createKubeClients, isKubeStatus, type KubeClients } from '../../lib/kub
 import { connectClient, ensureBuild, type TemporalOptions } from '../../lib/temporal.js';
 import type { SandboxInfo } from '../../dev/sandbox.js';
 import { spawnWorker, type WorkerProcess } from '../../dev/worker-process.js';
-import { OUTCOME_LABEL } from '../../dev/kwok-stages.js';
+import { OUTCOME_LABEL, RUN_FOR_ANNOTATION } from '../../dev/kwok-stages.js';
 import { startFakeGitHub, type FakeGitHub } from './fake-github.js';
 import { createTestNamespace, eventually } from './helpers.js';
 
@@ -218,6 +218,20 @@ export const testRepos = {
   /** Every other `acme/*` repo and branch. */
   acme: { repo: 'acme/.*', branch: '.*', builds: [{ image: 'ghcr.io/acme/odoo:16.0' }] },
 } as const;
+
+/** `acme/slow`, whose init pods run `runFor` (kwok): its builds stay initializing meanwhile. */
+export function slowInitRepo(runFor: string) {
+  return {
+    repo: 'acme/slow',
+    branch: '.*',
+    builds: [
+      {
+        image: 'ghcr.io/acme/odoo:16.0',
+        templateVars: { initPodAnnotations: { [RUN_FOR_ANNOTATION]: runFor } },
+      },
+    ],
+  };
+}
 
 /** Names of the activities a workflow scheduled, in order, from its history. */
 export async function scheduledActivities(

@@ -14,31 +14,21 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTimelines, type Timeline } from '../../api/timeline.js';
 import { appendPodLog, servePodLogs } from '../../dev/kwok-logs.js';
-import { RUN_FOR_ANNOTATION } from '../../dev/kwok-stages.js';
 import { spawnApi, type WorkerProcess } from '../../dev/worker-process.js';
 import { startUpdate, stopUpdate } from '../../domain/messages.js';
 import { buildName } from '../../domain/names.js';
 import { mergePatch } from '../../lib/kube.js';
-import { createBuildEnv, testRepos, type BuildEnv } from './build-env.js';
+import { createBuildEnv, slowInitRepo, testRepos, type BuildEnv } from './build-env.js';
 import { launchChromium } from './browser.js';
-import { eventually } from './helpers.js';
+import { eventually, triggerBranch } from './helpers.js';
 
 const TOKEN = 'test-admin-token-build-page-0123';
 const TEMPORAL_UI = 'http://temporal-ui.test:8233';
 const SCREENSHOT = '/tmp/build-page.png';
 const ESC = '\x1b';
 
-/** Init pods of `acme/slow` run this long: their build stays initializing meanwhile. */
-const slowRepo = {
-  repo: 'acme/slow',
-  branch: '.*',
-  builds: [
-    {
-      image: 'ghcr.io/acme/odoo:16.0',
-      templateVars: { initPodAnnotations: { [RUN_FOR_ANNOTATION]: '25s' } },
-    },
-  ],
-};
+/** Init pods of `acme/slow` run 25 s: their build stays initializing meanwhile. */
+const slowRepo = slowInitRepo('25s');
 
 let env: BuildEnv;
 let api: WorkerProcess & { url: string };
@@ -90,16 +80,7 @@ async function call(method: string, path: string): Promise<{ status: number; jso
   return { status: response.status, json: text ? (JSON.parse(text) as unknown) : undefined };
 }
 
-async function trigger(repo: string, branch: string): Promise<string> {
-  const sha = randomBytes(20).toString('hex');
-  const response = await fetch(`${api.url}/api/v1/builds/trigger/branch`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ repo, branch, sha }),
-  });
-  expect(response.status).toBe(202);
-  return buildName({ repo, targetBranch: branch, pr: null, gitCommit: sha });
-}
+const trigger = (repo: string, branch: string) => triggerBranch(api.url, TOKEN, repo, branch);
 
 async function apiStatus(name: string): Promise<string | undefined> {
   const { status, json } = await call('GET', `/api/v1/builds/${name}`);

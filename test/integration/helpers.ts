@@ -11,7 +11,8 @@ import {
   KubeConfig,
 } from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
-import { inject } from 'vitest';
+import { expect, inject } from 'vitest';
+import { buildName } from '../../domain/names.js';
 
 /** Kubernetes API clients bound to the sandbox cluster. */
 export interface KubeClients {
@@ -77,4 +78,26 @@ export async function eventually<T>(
       await new Promise((r) => setTimeout(r, intervalMs));
     }
   }
+}
+
+/**
+ * Asks the API at `apiUrl` (as the admin of `token`) for a build of a new commit of `repo`'s
+ * `branch`; expects it accepted under the build's name, and returns that name.
+ */
+export async function triggerBranch(
+  apiUrl: string,
+  token: string,
+  repo: string,
+  branch: string,
+): Promise<string> {
+  const sha = randomBytes(20).toString('hex');
+  const response = await fetch(`${apiUrl}/api/v1/builds/trigger/branch`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ repo, branch, sha }),
+  });
+  expect(response.status).toBe(202);
+  const name = buildName({ repo, targetBranch: branch, pr: null, gitCommit: sha });
+  expect(((await response.json()) as { build: string }).build).toBe(name);
+  return name;
 }

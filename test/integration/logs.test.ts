@@ -14,12 +14,11 @@ import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { appendPodLog, servePodLogs } from '../../dev/kwok-logs.js';
-import { OUTCOME_LABEL, RUN_FOR_ANNOTATION } from '../../dev/kwok-stages.js';
+import { OUTCOME_LABEL } from '../../dev/kwok-stages.js';
 import { runCommand } from '../../dev/run-command.js';
 import { spawnApi, type WorkerProcess } from '../../dev/worker-process.js';
-import { buildName } from '../../domain/names.js';
-import { createBuildEnv, testRepos, type BuildEnv } from './build-env.js';
-import { eventually } from './helpers.js';
+import { createBuildEnv, slowInitRepo, testRepos, type BuildEnv } from './build-env.js';
+import { eventually, triggerBranch } from './helpers.js';
 
 const TOKEN = 'test-admin-token-logs-0123456789';
 let env: BuildEnv;
@@ -28,17 +27,8 @@ let dir: string;
 /** The file kwok serves as the log of every pod of the test's namespace. */
 let podLog: string;
 
-/** Init pods of `acme/slow` run this long: their build stays initializing meanwhile. */
-const slowRepo = {
-  repo: 'acme/slow',
-  branch: '.*',
-  builds: [
-    {
-      image: 'ghcr.io/acme/odoo:16.0',
-      templateVars: { initPodAnnotations: { [RUN_FOR_ANNOTATION]: '20s' } },
-    },
-  ],
-};
+/** Init pods of `acme/slow` run 20 s: their build stays initializing meanwhile. */
+const slowRepo = slowInitRepo('20s');
 
 /** Cleanup pods of `acme/unclean` fail: its builds end `cleanup-failed` when undeployed. */
 const uncleanRepo = {
@@ -113,18 +103,7 @@ async function call(method: string, path: string, options: { auth?: boolean } = 
   };
 }
 
-async function trigger(repo: string, branch: string): Promise<string> {
-  const sha = randomBytes(20).toString('hex');
-  const response = await fetch(`${api.url}/api/v1/builds/trigger/branch`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ repo, branch, sha }),
-  });
-  expect(response.status).toBe(202);
-  const name = buildName({ repo, targetBranch: branch, pr: null, gitCommit: sha });
-  expect(((await response.json()) as { build: string }).build).toBe(name);
-  return name;
-}
+const trigger = (repo: string, branch: string) => triggerBranch(api.url, TOKEN, repo, branch);
 
 async function waitForApiStatus(name: string, status: string): Promise<void> {
   await eventually(async () => {
