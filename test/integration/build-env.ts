@@ -8,8 +8,8 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Watch, type V1Deployment, type V1Job } from '@kubernetes/client-node';
-import type { Client, WorkflowHandle } from '@temporalio/client';
-import { inject } from 'vitest';
+import type { Client, WorkflowExecutionDescription, WorkflowHandle } from '@temporalio/client';
+import { expect, inject } from 'vitest';
 import {
   deriveStatus,
   JOB_KIND_LABEL,
@@ -21,6 +21,7 @@ import { connectClient, ensureBuild, type TemporalOptions } from '../../lib/temp
 import type { SandboxInfo } from '../../dev/sandbox.js';
 import { spawnWorker, type WorkerProcess } from '../../dev/worker-process.js';
 import { OUTCOME_LABEL, RUN_FOR_ANNOTATION } from '../../dev/kwok-stages.js';
+import { startUpdate, stopUpdate } from '../../domain/messages.js';
 import { startFakeGitHub, type FakeGitHub } from './fake-github.js';
 import { createTestNamespace, eventually } from './helpers.js';
 
@@ -231,6 +232,31 @@ export function slowInitRepo(runFor: string) {
       },
     ],
   };
+}
+
+/**
+ * Starts and stops a stopped build until its workflow continues as new (a history past the cap
+ * it was started with, see {@link BuildEnv.build}); how many cycles that takes depends on the
+ * events a cycle writes. Returns the description of the new run.
+ */
+export async function cycleUntilContinuedAsNew(
+  env: Pick<BuildEnv, 'waitForStatus'>,
+  handle: WorkflowHandle,
+  name: string,
+): Promise<WorkflowExecutionDescription> {
+  const firstRun = (await handle.describe()).runId;
+  for (let cycle = 0; cycle < 15; cycle++) {
+    await handle.executeUpdate(startUpdate);
+    await env.waitForStatus(name, 'started');
+    await handle.executeUpdate(stopUpdate);
+    await env.waitForStatus(name, 'stopped');
+    if ((await handle.describe()).runId !== firstRun) break;
+  }
+  return eventually(async () => {
+    const description = await handle.describe();
+    expect(description.runId).not.toBe(firstRun);
+    return description;
+  });
 }
 
 /** Names of the activities a workflow scheduled, in order, from its history. */

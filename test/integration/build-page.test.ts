@@ -15,10 +15,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTimelines, type Timeline } from '../../api/timeline.js';
 import { appendPodLog, servePodLogs } from '../../dev/kwok-logs.js';
 import { spawnApi, type WorkerProcess } from '../../dev/worker-process.js';
-import { startUpdate, stopUpdate } from '../../domain/messages.js';
 import { buildName } from '../../domain/names.js';
 import { mergePatch } from '../../lib/kube.js';
-import { createBuildEnv, slowInitRepo, testRepos, type BuildEnv } from './build-env.js';
+import {
+  createBuildEnv,
+  cycleUntilContinuedAsNew,
+  slowInitRepo,
+  testRepos,
+  type BuildEnv,
+} from './build-env.js';
 import { launchChromium } from './browser.js';
 import { eventually, triggerBranch } from './helpers.js';
 
@@ -185,15 +190,7 @@ describe('the timeline of a build', () => {
     // A run continues as new past 60 events: start and stop until it has.
     const handle = await env.build(commit, 60);
     await env.waitForStatus(name, 'stopped');
-    const firstRun = (await handle.describe()).runId;
-    for (let cycle = 0; cycle < 15; cycle++) {
-      await handle.executeUpdate(startUpdate);
-      await env.waitForStatus(name, 'started');
-      await handle.executeUpdate(stopUpdate);
-      await env.waitForStatus(name, 'stopped');
-      if ((await handle.describe()).runId !== firstRun) break;
-    }
-    expect((await handle.describe()).runId).not.toBe(firstRun);
+    await cycleUntilContinuedAsNew(env, handle, name);
 
     const whole = await createTimelines({
       client: env.client,

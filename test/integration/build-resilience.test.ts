@@ -5,11 +5,12 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { BUILD_LABEL, JOB_KIND_LABEL, annotations, type CommitInfo } from '../../domain/build.js';
-import { startUpdate, stateQuery, stopUpdate, undeployUpdate } from '../../domain/messages.js';
+import { stateQuery, undeployUpdate } from '../../domain/messages.js';
 import { buildName } from '../../domain/names.js';
 import { RUN_FOR_ANNOTATION } from '../../dev/kwok-stages.js';
 import {
   createBuildEnv,
+  cycleUntilContinuedAsNew,
   scheduledActivities,
   observeInitJobs,
   type BuildEnv,
@@ -213,21 +214,8 @@ describe('builds under pressure', () => {
     const name = buildName(commit);
     const handle = await env.build(commit, 60);
     await env.waitForStatus(name, 'stopped');
-    const firstRun = (await handle.describe()).runId;
-    // Start and stop until the history passes 60 events and the workflow continues as new (how
-    // many cycles that takes depends on the events a cycle writes).
-    for (let cycle = 0; cycle < 15; cycle++) {
-      await handle.executeUpdate(startUpdate);
-      await env.waitForStatus(name, 'started');
-      await handle.executeUpdate(stopUpdate);
-      await env.waitForStatus(name, 'stopped');
-      if ((await handle.describe()).runId !== firstRun) break;
-    }
-    const later = await eventually(async () => {
-      const description = await handle.describe();
-      expect(description.runId).not.toBe(firstRun);
-      return description;
-    });
+    // Start and stop until the history passes 60 events and the workflow continues as new.
+    const later = await cycleUntilContinuedAsNew(env, handle, name);
     expect(later.historyLength).toBeLessThan(60);
     const state = await handle.query(stateQuery);
     expect(state).toMatchObject({ status: 'stopped', initStatus: 'succeeded', initGeneration: 1 });
