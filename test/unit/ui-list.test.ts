@@ -6,56 +6,13 @@
 import { EventEmitter } from 'node:events';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { BuildStatus } from '../../domain/build.js';
 import type { BuildView } from '../../domain/build-view.js';
-import { buildName } from '../../domain/names.js';
 import { createApp } from '../../api/app.js';
 import { matchesSearch, pageOf, parseSearch } from '../../api/build-search.js';
 import { fleetSummary, type SummaryFigure } from '../../api/fleet-summary.js';
 import { ago, CARDS_PER_ROW, ROWS_PER_PAGE, webUi } from '../../api/ui.js';
 import { createLogger } from '../../lib/logger.js';
-import { noLogs, serve, stubCommands, type Served } from './app-fixture.js';
-
-interface Spec {
-  repo?: string;
-  branch?: string;
-  pr?: number | null;
-  sha: string;
-  status?: BuildStatus;
-  created?: string;
-  message?: string;
-  author?: string;
-}
-
-function view(spec: Spec): BuildView {
-  const repo = spec.repo ?? 'acme/shop';
-  const branch = spec.branch ?? 'main';
-  const pr = spec.pr ?? null;
-  const sha = spec.sha.padEnd(40, '0');
-  const link = `https://github.com/${repo}`;
-  return {
-    name: buildName({ repo, targetBranch: branch, pr, gitCommit: sha }),
-    commit_info: {
-      repo,
-      target_branch: branch,
-      pr,
-      git_commit: sha,
-      message: spec.message ?? null,
-      author: spec.author ?? null,
-    },
-    status: spec.status ?? 'stopped',
-    init_status: 'succeeded',
-    image_status: null,
-    deploy_link: `https://x-${sha.slice(0, 12)}.runboat.test`,
-    repo_link: link,
-    repo_target_branch_link: `${link}/tree/${branch}`,
-    repo_pr_link: pr === null ? null : `${link}/pull/${pr}`,
-    repo_commit_link: `${link}/commit/${sha}`,
-    created: spec.created ?? '2024-05-01T10:00:00.000Z',
-    last_scaled: null,
-    failure_reason: null,
-  };
-}
+import { noLogs, serve, stubCommands, viewOf as view, type Served } from './app-fixture.js';
 
 /** An index in memory that emits build events as the real one does. */
 class MemoryIndex extends EventEmitter<{ upd: [BuildView]; del: [BuildView] }> {

@@ -5,9 +5,8 @@
 import { request } from 'node:http';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { buildStatuses, type BuildStatus } from '../../domain/build.js';
+import { buildStatuses } from '../../domain/build.js';
 import type { BuildView } from '../../domain/build-view.js';
-import { buildName } from '../../domain/names.js';
 import { createApp } from '../../api/app.js';
 import type { BuildFilter } from '../../api/build-index.js';
 import type { Transition } from '../../api/commands.js';
@@ -15,50 +14,7 @@ import { webUi } from '../../api/ui.js';
 import { noWorkerWarning, type WorkerStatus } from '../../api/worker-status.js';
 import { ClientError, InvalidTransitionError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/logger.js';
-import { noLogs, serve, stubCommands, type Served } from './app-fixture.js';
-
-interface Spec {
-  repo?: string;
-  branch?: string;
-  pr?: number | null;
-  seed: string;
-  status: BuildStatus;
-  created: string;
-  failure?: string;
-  message?: string;
-  author?: string;
-}
-
-function view(spec: Spec): BuildView {
-  const repo = spec.repo ?? 'acme/shop';
-  const branch = spec.branch ?? 'main';
-  const pr = spec.pr ?? null;
-  const sha = spec.seed.padEnd(40, '0');
-  const name = buildName({ repo, targetBranch: branch, pr, gitCommit: sha });
-  const link = `https://github.com/${repo}`;
-  return {
-    name,
-    commit_info: {
-      repo,
-      target_branch: branch,
-      pr,
-      git_commit: sha,
-      message: spec.message ?? null,
-      author: spec.author ?? null,
-    },
-    status: spec.status,
-    init_status: 'succeeded',
-    image_status: null,
-    deploy_link: `https://${repo.replace('/', '-')}-${sha.slice(0, 12)}.runboat.test`,
-    repo_link: link,
-    repo_target_branch_link: `${link}/tree/${branch}`,
-    repo_pr_link: pr === null ? null : `${link}/pull/${pr}`,
-    repo_commit_link: `${link}/commit/${sha}`,
-    created: spec.created,
-    last_scaled: null,
-    failure_reason: spec.failure ?? null,
-  };
-}
+import { noLogs, serve, stubCommands, viewOf as view, type Served } from './app-fixture.js';
 
 const builds = new Map<string, BuildView>();
 const sent: { name: string; transition: Transition }[] = [];
@@ -142,18 +98,18 @@ beforeAll(async () => {
 
 afterAll(() => served.close());
 
-const mainOld = view({ seed: 'a1', status: 'stopped', created: '2024-05-01T10:00:00Z' });
-const mainNew = view({ seed: 'a2', status: 'started', created: '2024-05-02T10:00:00Z' });
+const mainOld = view({ sha: 'a1', status: 'stopped', created: '2024-05-01T10:00:00Z' });
+const mainNew = view({ sha: 'a2', status: 'started', created: '2024-05-02T10:00:00Z' });
 const stable = view({
-  seed: 'b1',
+  sha: 'b1',
   branch: '16.0',
   status: 'failed',
   created: '2024-05-01T09:00:00Z',
   failure: 'init Job failed: exit 3',
 });
-const pr12 = view({ seed: 'c1', pr: 12, status: 'initializing', created: '2024-05-03T10:00:00Z' });
+const pr12 = view({ sha: 'c1', pr: 12, status: 'initializing', created: '2024-05-03T10:00:00Z' });
 const pr7 = view({
-  seed: 'c2',
+  sha: 'c2',
   pr: 7,
   branch: '16.0',
   status: 'todo',
@@ -161,12 +117,12 @@ const pr7 = view({
 });
 const other = view({
   repo: 'acme/web.site-x',
-  seed: 'd1',
+  sha: 'd1',
   status: 'started',
   created: '2024-05-01T08:00:00Z',
 });
 const evil = view({
-  seed: 'e1',
+  sha: 'e1',
   branch: '<script>alert(1)</script>',
   status: 'stopped',
   created: '2024-04-01T10:00:00Z',
@@ -279,7 +235,7 @@ describe('repo page', () => {
 
   it('links the cleanup log of a build whose cleanup failed, with its reason', async () => {
     const stuck = view({
-      seed: 'f1',
+      sha: 'f1',
       branch: 'stuck',
       status: 'cleanup-failed',
       created: '2024-05-04T10:00:00Z',
@@ -298,7 +254,7 @@ describe('repo page', () => {
 
   it('links the image build log of a build with an image build, and shows building', async () => {
     const building = {
-      ...view({ seed: 'g1', branch: 'img', status: 'building', created: '2024-05-04T11:00:00Z' }),
+      ...view({ sha: 'g1', branch: 'img', status: 'building', created: '2024-05-04T11:00:00Z' }),
       image_status: 'building',
     };
     builds.set(building.name, building);
@@ -422,7 +378,7 @@ describe('no worker', () => {
   });
 
   it('shows a queued build with no button to press', async () => {
-    const queued = view({ seed: 'f1', status: 'queued', created: '2024-05-04T10:00:00Z' });
+    const queued = view({ sha: 'f1', status: 'queued', created: '2024-05-04T10:00:00Z' });
     builds.set(queued.name, queued);
     const page = await get('/repos/acme/shop');
     const start = page.text.indexOf(`data-build="${queued.name}"`);
