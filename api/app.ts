@@ -167,6 +167,8 @@ export interface AppDeps {
   settings: ApiSettings;
   /** Whether workers poll the builds and init task queues (for /api/v1/status). */
   workers?: () => Promise<WorkerStatus>;
+  /** The fleet summary, shared with the UI; default: one of the app's own, from the settings. */
+  summary?: SummaryFeed;
   /** Whether Temporal answers (for /readyz). */
   temporalReady: () => Promise<boolean>;
   logger: Logger;
@@ -338,11 +340,13 @@ export function createApp(deps: AppDeps): Koa {
 
   const router = new Router();
   // One computation of the fleet summary for every page open (docs/ui.md, "Fleet summary").
-  const summary = new SummaryFeed(index, {
-    maxStarted: settings.maxStarted,
-    maxDeployed: settings.maxDeployed,
-    maxInitializing: settings.maxInitializing,
-  });
+  const summary =
+    deps.summary ??
+    new SummaryFeed(index, {
+      maxStarted: settings.maxStarted,
+      maxDeployed: settings.maxDeployed,
+      maxInitializing: settings.maxInitializing,
+    });
 
   const requireAdmin = (ctx: Koa.Context) => {
     if (!(ctx.state.auth as RequestAuth | undefined)?.admin) {

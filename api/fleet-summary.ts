@@ -153,9 +153,16 @@ export class SummaryFeed extends EventEmitter<SummaryFeedEvents> {
     index.on('del', this.changed);
   }
 
-  /** The figures now (computed again: a read between two debounced updates is exact). */
+  /**
+   * The figures now: computed again only when builds changed since the last computation (a read
+   * between two debounced updates is exact; one with nothing changed costs nothing).
+   */
   figures(): SummaryFigure[] {
-    this.refresh();
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+      this.refresh();
+    }
     return this.current;
   }
 

@@ -17,6 +17,7 @@ import { temporalQueuedBuilds } from './queued-builds.js';
 import { createTimelines, workflowLink } from './timeline.js';
 import { webUi } from './ui.js';
 import { createSessions } from './session.js';
+import { SummaryFeed } from './fleet-summary.js';
 import { githubWebhook } from './webhook.js';
 import { registerWorkerMetrics } from './worker-metrics.js';
 import { createWorkerStatus } from './worker-status.js';
@@ -92,7 +93,14 @@ async function main(): Promise<void> {
     ttlMs: settings.RUNBOAT_SESSION_HOURS * 3600_000,
     baseUrl: settings.RUNBOAT_BASE_URL,
   });
+  // One fleet summary for the API and every page of the UI.
+  const summary = new SummaryFeed(index, {
+    maxStarted: settings.RUNBOAT_MAX_STARTED,
+    maxDeployed: settings.RUNBOAT_MAX_DEPLOYED,
+    maxInitializing: settings.RUNBOAT_MAX_INITIALIZING,
+  });
   const app = createApp({
+    summary,
     sessions,
     stopping: stopping.signal,
     index,
@@ -142,11 +150,7 @@ async function main(): Promise<void> {
         repos,
         workflowLink: (name) =>
           workflowLink(settings.RUNBOAT_TEMPORAL_UI_URL, temporal.namespace, name),
-        limits: {
-          maxStarted: settings.RUNBOAT_MAX_STARTED,
-          maxDeployed: settings.RUNBOAT_MAX_DEPLOYED,
-          maxInitializing: settings.RUNBOAT_MAX_INITIALIZING,
-        },
+        summary,
         publicStartStop: settings.RUNBOAT_PUBLIC_START_STOP,
         ...(admin.token || admin.user ? { login: { sessions, admin } } : {}),
         logger,

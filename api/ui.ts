@@ -23,7 +23,7 @@ import { secretEquals, type ApiSettings } from './app.js';
 import type { BuildIndex } from './build-index.js';
 import { matchesSearch, pageOf, parseSearch, SEARCH_MAX, type Page } from './build-search.js';
 import type { BuildCommands } from './commands.js';
-import { fleetSummary, type FleetLimits } from './fleet-summary.js';
+import type { SummaryFeed } from './fleet-summary.js';
 import type { RequestAuth, Sessions } from './session.js';
 import type { WorkerStatus } from './worker-status.js';
 
@@ -45,8 +45,8 @@ export interface WebUiDeps {
    * Without it, the login page says that no admin login is configured.
    */
   login?: { sessions: Sessions; admin: ApiSettings['admin'] };
-  /** The limits of the fleet summary on every page; without them, no summary. */
-  limits?: FleetLimits;
+  /** The fleet summary on every page (the API's feed); without it, no summary. */
+  summary?: Pick<SummaryFeed, 'figures'>;
   /** Whether workers poll the task queues; its warnings become the banner of every page. */
   workers?: () => Promise<Pick<WorkerStatus, 'warnings'>>;
   /** The page of a build's workflow in the Temporal UI (RUNBOAT_TEMPORAL_UI_URL), or null. */
@@ -325,7 +325,7 @@ export function webUi(deps: WebUiDeps): Koa.Middleware {
     ctx.set('cache-control', 'no-store');
     const auth = ctx.state.auth as RequestAuth | undefined;
     ctx.body = env.render(template, {
-      summary: deps.limits ? fleetSummary(index.all(), deps.limits) : [],
+      summary: deps.summary?.figures() ?? [],
       renderedAt: new Date().toISOString(),
       search: typeof ctx.query.q === 'string' ? ctx.query.q : '',
       publicStartStop: deps.publicStartStop,

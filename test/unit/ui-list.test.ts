@@ -9,7 +9,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { BuildView } from '../../domain/build-view.js';
 import { createApp } from '../../api/app.js';
 import { matchesSearch, pageOf, parseSearch } from '../../api/build-search.js';
-import { fleetSummary, type SummaryFigure } from '../../api/fleet-summary.js';
+import { fleetSummary, SummaryFeed, type SummaryFigure } from '../../api/fleet-summary.js';
 import { ago, CARDS_PER_ROW, ROWS_PER_PAGE, webUi } from '../../api/ui.js';
 import { createLogger } from '../../lib/logger.js';
 import { noLogs, serve, stubCommands, viewOf as view, type Served } from './app-fixture.js';
@@ -50,7 +50,10 @@ let base: string;
 
 beforeAll(async () => {
   const logger = createLogger('silent');
+  // One feed for the API and the pages, as the API process wires it.
+  const summary = new SummaryFeed(index as never, limits);
   const app = createApp({
+    summary,
     index: index as never,
     commands,
     logs: noLogs,
@@ -63,7 +66,7 @@ beforeAll(async () => {
         index: index as never,
         commands,
         repos: () => [{ repo: 'acme/.*', branch: '.*', sticky: false }],
-        limits,
+        summary,
         publicStartStop: true,
         logger,
       }),
@@ -97,8 +100,12 @@ const web = view({
 });
 
 beforeEach(() => {
-  index.builds.clear();
-  for (const build of [fix, pr42, web]) index.builds.set(build.name, build);
+  // Through the index's events, as the real index changes: the summary follows them.
+  for (const build of [...index.builds.values()]) {
+    index.builds.delete(build.name);
+    index.emit('del', build);
+  }
+  for (const build of [fix, pr42, web]) index.put(build);
 });
 
 async function get(path: string) {
