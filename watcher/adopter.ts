@@ -34,10 +34,21 @@ export interface AdopterOptions {
 export interface Adopter {
   /** One round now; resolves with the number of builds adopted. */
   runOnce(): Promise<number>;
+  /**
+   * The next round now rather than at the end of the interval (Temporal was seen to have lost
+   * its workflows); after the round under way when one is.
+   */
+  runSoon(): void;
   stop(): Promise<void>;
 }
 
-/** Starts adopting: a round at once, then one per interval. */
+/** The first retry of a failed round (Temporal or the API server away); doubled up to the interval. */
+const RETRY_MS = 1000;
+
+/**
+ * Starts adopting: a round at once, then one per interval; a round that failed is tried again
+ * within seconds, so that the builds are adopted soon after Temporal comes back.
+ */
 export function startAdopter(options: AdopterOptions): Adopter {
   const { client, temporal, kube, namespace } = options;
   const log = options.logger.child({ component: 'adopter' });
@@ -102,18 +113,44 @@ export function startAdopter(options: AdopterOptions): Adopter {
   };
 
   let stopped = false;
+  let running = false;
+  let again = false;
+  let retryMs = RETRY_MS;
   let round: Promise<unknown> = Promise.resolve();
+  let timer: NodeJS.Timeout | undefined;
+  const schedule = (ms: number) => {
+    clearTimeout(timer);
+    if (!stopped) timer = setTimeout(tick, ms);
+  };
   const tick = () => {
     if (stopped) return;
+    running = true;
+    again = false;
     round = runOnce()
-      .catch((error: unknown) => log.warn({ err: error }, 'adoption round failed'))
-      .finally(() => {
-        if (!stopped) timer = setTimeout(tick, options.intervalMs);
+      .then(
+        () => {
+          retryMs = RETRY_MS;
+          return options.intervalMs;
+        },
+        (error: unknown) => {
+          log.warn({ err: error, retryInMs: retryMs }, 'adoption round failed');
+          const wait = retryMs;
+          retryMs = Math.min(retryMs * 2, options.intervalMs);
+          return Math.min(wait, options.intervalMs);
+        },
+      )
+      .then((next) => {
+        running = false;
+        schedule(again ? 0 : next);
       });
   };
-  let timer = setTimeout(tick, 0);
+  schedule(0);
   return {
     runOnce,
+    runSoon() {
+      if (running) again = true;
+      else schedule(0);
+    },
     async stop() {
       stopped = true;
       clearTimeout(timer);

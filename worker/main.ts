@@ -43,10 +43,13 @@ import { createLogger } from '../lib/logger.js';
 import { loadSettings, reposFileReader, SettingsError } from '../lib/settings.js';
 import { connectClient, ensureBuild, temporalConnectionOptions } from '../lib/temporal.js';
 import { workerVersion } from '../lib/worker-version.js';
-import { startAdopter } from '../watcher/adopter.js';
+import { startAdopter, type Adopter } from '../watcher/adopter.js';
 import { startDeploymentWatcher, type DeploymentWatcher } from '../watcher/deployment-watcher.js';
 import { freeLoopbackPort, startHealthServer, type HealthServer } from './health-server.js';
 import { syncPollSchedules, syncRedeliverySchedule } from './poll-schedules.js';
+
+/** How often a builds worker checks that the fleet and the init slots workflows run. */
+const SINGLETONS_CHECK_MS = 5000;
 
 const temporalLevels: Record<string, LogLevel> = {
   trace: 'TRACE',
@@ -287,7 +290,9 @@ async function main(): Promise<void> {
     maxDeployed: settings.RUNBOAT_MAX_DEPLOYED,
   };
   const fleetId = fleetWorkflowId(settings.RUNBOAT_BUILDS_TASK_QUEUE);
-  const startSingletons = async (onlyIfGone: boolean) => {
+  /** Starts the singletons (`onlyIfGone`: those not running); true when one was gone. */
+  const startSingletons = async (onlyIfGone: boolean): Promise<boolean> => {
+    let gone = false;
     if (!onlyIfGone || !(await workflowRunning(initSlots.workflowId))) {
       await client.workflow.signalWithStart('initSlotsWorkflow', {
         workflowId: initSlots.workflowId,
@@ -297,6 +302,7 @@ async function main(): Promise<void> {
         signalArgs: [initSlots.limit],
       });
       if (onlyIfGone) logger.warn({ workflow: initSlots.workflowId }, 'started again');
+      gone = onlyIfGone;
     }
     if (!onlyIfGone || !(await workflowRunning(fleetId))) {
       await client.workflow.signalWithStart('fleetWorkflow', {
@@ -307,16 +313,30 @@ async function main(): Promise<void> {
         signalArgs: [limits],
       });
       if (onlyIfGone) logger.warn({ workflow: fleetId }, 'started again');
+      gone ||= onlyIfGone;
     }
+    return gone;
   };
+  // Adoption is wired below, once the watcher runs; a singleton found gone asks for a round now.
+  const adoption: { adopter?: Adopter | undefined } = {};
   let singletonsCheck: NodeJS.Timeout | undefined;
   if (roles.has('builds')) {
     await startSingletons(false);
-    singletonsCheck = setInterval(() => {
-      startSingletons(true).catch((error: unknown) =>
-        logger.warn({ err: error }, 'fleet and init slots not checked'),
-      );
-    }, settings.RUNBOAT_ADOPT_INTERVAL_SECONDS * 1000);
+    // Two describes every few seconds: a Temporal that lost its database is noticed within
+    // seconds, the limits hold again, and the builds are adopted back at once, not an adoption
+    // interval later (docs/runbook.md, "Temporal lost its database").
+    singletonsCheck = setInterval(
+      () => {
+        startSingletons(true)
+          .then((gone) => {
+            if (gone) adoption.adopter?.runSoon();
+          })
+          .catch((error: unknown) =>
+            logger.warn({ err: error }, 'fleet and init slots not checked'),
+          );
+      },
+      Math.min(SINGLETONS_CHECK_MS, settings.RUNBOAT_ADOPT_INTERVAL_SECONDS * 1000),
+    );
     singletonsCheck.unref();
     // Polling as the trigger, or slower as the reconciliation of missed deliveries (README).
     const polling = settings.RUNBOAT_GITHUB_POLL_SECONDS > 0;
@@ -352,6 +372,7 @@ async function main(): Promise<void> {
         intervalMs: settings.RUNBOAT_ADOPT_INTERVAL_SECONDS * 1000,
       })
     : undefined;
+  adoption.adopter = adopter;
   logger.info(
     {
       roles: [...roles],
