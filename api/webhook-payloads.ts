@@ -43,6 +43,12 @@ export const pushPayload = z.object({
     .catch(undefined),
 });
 
+/** The new head of a push that did not delete its branch. */
+export const pushedCommit = z.object({ after: sha });
+
+/** The action of a `pull_request` event, read first: most actions are not acted on. */
+export const pullRequestAction = z.object({ action: z.string() });
+
 /** `pull_request`: opened, pushed to, reopened, closed (and actions we ignore). */
 export const pullRequestPayload = z.object({
   action: text,

@@ -13,7 +13,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { Webhooks, type EmitterWebhookEventName } from '@octokit/webhooks';
 import type Koa from 'koa';
-import { z } from 'zod';
+import type { z } from 'zod';
 import type { CommitInfo } from '../domain/build.js';
 import type { BuildView } from '../domain/build-view.js';
 import { BuildNotFoundError, InvalidTransitionError, UnsupportedRepoError } from '../lib/errors.js';
@@ -26,9 +26,10 @@ import {
   firstLine,
   parsePayload as parseGitHubPayload,
   PayloadError,
+  pullRequestAction,
   pullRequestPayload,
+  pushedCommit,
   pushPayload,
-  sha,
 } from './webhook-payloads.js';
 
 /** The path GitHub delivers to. */
@@ -170,7 +171,7 @@ function readRawBody(request: IncomingMessage, limit: number): Promise<Buffer | 
 async function signatureMatches(
   webhooks: Webhooks,
   secret: string,
-  body: Buffer,
+  body: string,
   signature: string,
 ) {
   if (body.length === 0) {
@@ -179,16 +180,16 @@ async function signatureMatches(
     return given.length === expected.length && timingSafeEqual(given, expected);
   }
   try {
-    return await webhooks.verify(body.toString('utf8'), signature);
+    return await webhooks.verify(body, signature);
   } catch {
     return false;
   }
 }
 
-function parsePayload(body: Buffer, contentType: string | undefined): Payload {
+function parsePayload(body: string, contentType: string | undefined): Payload {
   let data: unknown;
   try {
-    data = JSON.parse(body.toString('utf8'));
+    data = JSON.parse(body);
   } catch {
     // GitHub's other content type: a hook set up that way would fail every delivery.
     const hint = contentType?.includes('x-www-form-urlencoded')
@@ -277,7 +278,7 @@ export function githubWebhook(deps: WebhookDeps): Koa.Middleware {
     if (event.deleted === true || event.after === NULL_SHA) {
       return undeployBranch(repo, branch);
     }
-    const gitCommit = typed(z.object({ after: sha }), payload).after;
+    const gitCommit = typed(pushedCommit, payload).after;
     const head = event.head_commit;
     const message = firstLine(head?.message);
     const author = head?.author?.name || head?.author?.username || undefined;
@@ -295,7 +296,7 @@ export function githubWebhook(deps: WebhookDeps): Koa.Middleware {
   }
 
   async function pullRequest(payload: Payload, delivery: string | undefined): Promise<Answer> {
-    const action = typed(z.object({ action: z.string() }), payload).action;
+    const action = typed(pullRequestAction, payload).action;
     if (action !== 'closed' && !BUILD_ACTIONS.has(action)) {
       return ignored(`pull_request ${action}: nothing to do`, repoIfAny(payload));
     }
@@ -407,10 +408,12 @@ export function githubWebhook(deps: WebhookDeps): Koa.Middleware {
     if (declared > MAX_WEBHOOK_BODY_BYTES) {
       throw new RejectedDelivery(413, `body: larger than ${MAX_WEBHOOK_BODY_BYTES} bytes`);
     }
-    const body = await readRawBody(ctx.req, MAX_WEBHOOK_BODY_BYTES);
-    if (body === 'too-large') {
+    const raw = await readRawBody(ctx.req, MAX_WEBHOOK_BODY_BYTES);
+    if (raw === 'too-large') {
       throw new RejectedDelivery(413, `body: larger than ${MAX_WEBHOOK_BODY_BYTES} bytes`);
     }
+    // Decoded once, for the signature and the JSON alike.
+    const body = raw.toString('utf8');
     const signature = header(ctx, 'x-hub-signature-256');
     if (signature === undefined) {
       if (!insecure) throw new RejectedDelivery(401, 'x-hub-signature-256: missing');
