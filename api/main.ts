@@ -24,7 +24,8 @@ import { createWorkerStatus } from './worker-status.js';
 
 async function main(): Promise<void> {
   const settings = loadSettings();
-  const logger = createLogger(settings.RUNBOAT_LOG_LEVEL, 'runboat-api');
+  // Lines written in the background: a webhook delivery does not wait for stdout.
+  const logger = createLogger(settings.RUNBOAT_LOG_LEVEL, 'runboat-api', { sync: false });
   if (!settings.RUNBOAT_WEBHOOK_SECRET && !settings.RUNBOAT_WEBHOOK_INSECURE) {
     throw new SettingsError(
       'environment RUNBOAT_WEBHOOK_SECRET: required (or RUNBOAT_WEBHOOK_INSECURE=true in development)',
