@@ -7,23 +7,15 @@
  */
 import { EventEmitter } from 'node:events';
 import { makeInformer, type V1Deployment } from '@kubernetes/client-node';
-import { annotations, BUILD_LABEL, type BuildStatus } from '../domain/build.js';
+import { annotations, BUILD_LABEL } from '../domain/build.js';
 import { buildView, type BuildView } from '../domain/build-view.js';
 import { superviseInformer, type KubeClients } from '../lib/kube.js';
 import { ClientError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
+import { BuildSet, filters, mergeNewestFirst, newestFirst, type BuildFilter } from './build-set.js';
 import type { QueuedBuild, QueuedBuildSource } from './queued-builds.js';
 
-/** Filters of `GET /builds`. */
-export interface BuildFilter {
-  repo?: string | undefined;
-  targetBranch?: string | undefined;
-  /** A branch name or `pr<N>`-less PR number as text: matches the target branch or the PR. */
-  branch?: string | undefined;
-  pr?: number | undefined;
-  status?: BuildStatus | undefined;
-  name?: string | undefined;
-}
+export type { BuildFilter } from './build-set.js';
 
 /** Events: `upd` (a build appeared or changed) and `del` (a build is gone). */
 export interface BuildIndexEvents {
@@ -37,22 +29,6 @@ export interface BuildIndexOptions {
   queued?: QueuedBuildSource | undefined;
   /** Time between two lists of the builds not deployed yet. */
   queuedIntervalMs?: number;
-}
-
-function matches(build: BuildView, filter: BuildFilter, repo: string | undefined): boolean {
-  return (
-    (repo === undefined || build.commit_info.repo === repo) &&
-    (filter.targetBranch === undefined ||
-      build.commit_info.target_branch === filter.targetBranch) &&
-    (filter.branch === undefined || build.commit_info.target_branch === filter.branch) &&
-    (filter.pr === undefined || build.commit_info.pr === filter.pr) &&
-    (filter.status === undefined || build.status === filter.status) &&
-    (filter.name === undefined || build.name === filter.name)
-  );
-}
-
-function newestFirst(a: BuildView, b: BuildView): number {
-  return (b.created ?? '').localeCompare(a.created ?? '') || a.name.localeCompare(b.name);
 }
 
 /** The view of a build that has a workflow but no Deployment yet. */
@@ -78,9 +54,9 @@ export function queuedView(build: QueuedBuild, buildDomain: string): BuildView {
 
 /** The index; `start()` resolves once the first list is in memory. */
 export class BuildIndex extends EventEmitter<BuildIndexEvents> {
-  private readonly builds = new Map<string, BuildView>();
+  private readonly builds = new BuildSet();
   /** Builds with a workflow and no Deployment yet, by name (never one of `builds`). */
-  private readonly queued = new Map<string, BuildView>();
+  private readonly queued = new BuildSet();
   private synced = false;
   private supervised: { stop(): Promise<void> } | undefined;
   private queuedTimer: NodeJS.Timeout | undefined;
@@ -106,7 +82,7 @@ export class BuildIndex extends EventEmitter<BuildIndexEvents> {
     );
     const put = (deployment: V1Deployment) => {
       const view = buildView(deployment, this.buildDomain);
-      this.builds.set(view.name, view);
+      this.builds.set(view);
       this.queued.delete(view.name);
       this.foundAt.delete(view.name);
       this.emit('upd', view);
@@ -165,7 +141,8 @@ export class BuildIndex extends EventEmitter<BuildIndexEvents> {
       this.putQueued(build);
     }
     const recent = Date.now() - 10_000;
-    for (const [name, view] of this.queued) {
+    for (const view of [...this.queued.values()]) {
+      const { name } = view;
       if (names.has(name) || (this.foundAt.get(name) ?? 0) > recent) continue;
       this.queued.delete(name);
       this.foundAt.delete(name);
@@ -178,7 +155,7 @@ export class BuildIndex extends EventEmitter<BuildIndexEvents> {
     const known = this.queued.get(build.name);
     if (known?.status === build.status) return known;
     const view = queuedView(build, this.buildDomain);
-    this.queued.set(view.name, view);
+    this.queued.set(view);
     this.emit('upd', view);
     return view;
   }
@@ -195,16 +172,15 @@ export class BuildIndex extends EventEmitter<BuildIndexEvents> {
 
   /** Deployed builds matching every given filter, newest first. */
   list(filter: BuildFilter = {}): BuildView[] {
-    const repo = filter.repo?.toLowerCase();
-    return [...this.builds.values()].filter((b) => matches(b, filter, repo)).sort(newestFirst);
+    if (!filters(filter)) return this.builds.newestFirst().slice();
+    return this.builds.select(filter).sort(newestFirst);
   }
 
   /** Deployed and queued builds matching every given filter, newest first: what users see. */
   all(filter: BuildFilter = {}): BuildView[] {
-    const repo = filter.repo?.toLowerCase();
-    return [...this.builds.values(), ...this.queued.values()]
-      .filter((b) => matches(b, filter, repo))
-      .sort(newestFirst);
+    if (!filters(filter))
+      return mergeNewestFirst(this.builds.newestFirst(), this.queued.newestFirst());
+    return [...this.builds.select(filter), ...this.queued.select(filter)].sort(newestFirst);
   }
 
   /**
