@@ -126,6 +126,9 @@ export const defaultEventStreamLimits: EventStreamLimits = {
   heartbeatMs: 15_000,
 };
 
+/** Builds per write of a build events stream's first replay of every build. */
+const REPLAY_CHUNK = 256;
+
 /** gRPC codes of a Temporal that cannot be reached or did not answer in time. */
 const GRPC_UNAVAILABLE = 14;
 const GRPC_DEADLINE_EXCEEDED = 4;
@@ -256,6 +259,27 @@ const jsonBody = bodyParser({
     throw new ClientError('body: not valid JSON');
   },
 });
+
+/**
+ * The JSON of a build, made once per view: the index makes a new view for every change, so a
+ * view's JSON never changes, and a list or an event stream of thousands of builds joins strings
+ * already made instead of serialising every build again.
+ */
+const viewJsonCache = new WeakMap<BuildView, string>();
+function viewJson(build: BuildView): string {
+  let json = viewJsonCache.get(build);
+  if (json === undefined) {
+    json = JSON.stringify(build);
+    viewJsonCache.set(build, json);
+  }
+  return json;
+}
+
+/** A list of builds as the JSON body of an answer. */
+function sendBuilds(ctx: Koa.Context, builds: readonly BuildView[]): void {
+  ctx.type = 'application/json';
+  ctx.body = `[${builds.map(viewJson).join(',')}]`;
+}
 
 /** Creates the application. */
 export function createApp(deps: AppDeps): Koa {
@@ -425,10 +449,12 @@ export function createApp(deps: AppDeps): Koa {
     // Search and pages (docs/ui.md, "Search" and "Pages"): without per_page, every build.
     const { q, per_page: perPage, page: asked = 1 } = parseQuery(buildListQuery, ctx.query);
     const query = parseSearch(q);
-    const matching = index.all(parseFilter(ctx.query)).filter((b) => matchesSearch(b, query));
+    const filtered = index.all(parseFilter(ctx.query));
+    const matching =
+      query.length === 0 ? filtered : filtered.filter((b) => matchesSearch(b, query));
     if (perPage === undefined) {
       ctx.set('x-total-count', String(matching.length));
-      ctx.body = matching;
+      sendBuilds(ctx, matching);
       return;
     }
     const page = pageOf(matching, asked, perPage);
@@ -444,7 +470,7 @@ export function createApp(deps: AppDeps): Koa {
       link(page.pages, 'last'),
     ];
     ctx.set('link', links.join(', '));
-    ctx.body = page.items;
+    sendBuilds(ctx, page.items);
   });
   router.delete('/api/v1/builds', async (ctx) => {
     requireAdmin(ctx);
@@ -565,9 +591,9 @@ export function createApp(deps: AppDeps): Koa {
     ctx.res.on('drain', () => {
       if (held() === 0) pendingSince = undefined;
     });
-    const send = (event: string) => (build: BuildView) => {
-      write(`event: ${event}\ndata: ${JSON.stringify(build)}\n\n`);
-    };
+    const event = (name: string, build: BuildView) =>
+      `event: ${name}\ndata: ${viewJson(build)}\n\n`;
+    const send = (name: string) => (build: BuildView) => write(event(name, build));
     const onUpd = send('upd');
     const onDel = send('del');
     const onSummary = (figures: unknown) =>
@@ -576,7 +602,16 @@ export function createApp(deps: AppDeps): Koa {
     index.on('del', onDel);
     summary.on('summary', onSummary);
     write('retry: 2000\n\n');
-    for (const build of index.all()) onUpd(build);
+    // Every build once, in writes of a few hundred events rather than one write per build.
+    const builds = index.all();
+    for (let start = 0; start < builds.length; start += REPLAY_CHUNK) {
+      write(
+        builds
+          .slice(start, start + REPLAY_CHUNK)
+          .map((build) => event('upd', build))
+          .join(''),
+      );
+    }
     onSummary(summary.figures());
     // A comment line: proxies and browsers see the stream alive between build events.
     const heartbeat = setInterval(() => write(': heartbeat\n\n'), limits.heartbeatMs);
