@@ -126,6 +126,9 @@ export const defaultEventStreamLimits: EventStreamLimits = {
   heartbeatMs: 15_000,
 };
 
+/** Paths answered before the build index is loaded: health, readiness and metrics. */
+const ANSWERED_WHILE_LOADING = new Set(['/healthz', '/readyz', '/metrics']);
+
 /** Builds per write of a build events stream's first replay of every build. */
 const REPLAY_CHUNK = 256;
 
@@ -352,6 +355,15 @@ export function createApp(deps: AppDeps): Koa {
     }
   });
 
+  // Until the index holds every build (the first list, a few seconds after a start): a list
+  // would miss builds, and a webhook could not find the builds of a deleted branch. The process
+  // answers meanwhile, so that a restart is seen at once (docs/operations.md, "The API at scale").
+  app.use((ctx, next) => {
+    if (index.isSynced || ANSWERED_WHILE_LOADING.has(ctx.path)) return next();
+    ctx.status = 503;
+    ctx.set('retry-after', '1');
+    ctx.body = { error: 'starting: the build index is loading; try again in a moment' };
+  });
   app.use(
     adminAuth({
       sessions:

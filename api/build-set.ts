@@ -1,8 +1,8 @@
 /**
  * The builds of the index in memory, found without a pass over all of them: by name, by repo and
  * by repo and branch (what `GET /api/v1/builds` and the UI's repo pages ask for), and every build
- * newest first, sorted once per change rather than once per read. A farm of 10,000 builds answers
- * one branch's builds in microseconds (docs/operations.md, "Scale").
+ * newest first, kept in order as builds come and go. A farm of 10,000 builds answers
+ * one branch's builds in microseconds (docs/operations.md, "The API at scale").
  */
 import type { BuildStatus } from '../domain/build.js';
 import type { BuildView } from '../domain/build-view.js';

@@ -64,7 +64,10 @@ async function main(): Promise<void> {
         : {}),
     },
   });
-  await index.start();
+  // The first list of every build runs while the rest starts, and the API answers before it ends
+  // (503 until then, api/app.ts): a restart is answered within a second, whatever the farm size.
+  const indexStarted = index.start();
+  indexStarted.catch(() => undefined);
   const reposFile = settings.RUNBOAT_REPOS_FILE;
   const repos = reposFile
     ? reposFileReader(reposFile, settings.repos, (message) => logger.error(message))
@@ -167,6 +170,7 @@ async function main(): Promise<void> {
   });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : settings.RUNBOAT_API_PORT;
+  await indexStarted;
   logger.info({ url: `http://${settings.RUNBOAT_API_HOST}:${port}`, namespace }, 'api listening');
 
   // Graceful (docs/operations.md, "Shutdown"): stop accepting, answer what is in flight (webhook
