@@ -14,6 +14,7 @@ import {
   log,
   patched,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   sleep,
   workflowInfo,
@@ -33,6 +34,12 @@ const { fleetSnapshot, fleetPlan } = proxyActivities<BuildActivities>({
   retry: { initialInterval: '1s', maximumInterval: '30s' },
 });
 
+/** The plan as a local activity: no wait in the builds task queue behind the builds' activities. */
+const local = proxyLocalActivities<BuildActivities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1s', maximumInterval: '30s' },
+});
+
 // GitHub's failures are handled (and logged once) inside the activity; what still fails it is
 // tried again by the next cycle, not by retries that would log the same error over and over.
 const { ensureStickyHeads } = proxyActivities<BuildActivities>({
@@ -47,8 +54,16 @@ const { ensureStickyHeads } = proxyActivities<BuildActivities>({
  */
 const FLEET_PLAN_IN_WORKER = 'fleet-plan-in-worker';
 
+/**
+ * Patch: the plan is a local activity, run by the worker that runs the fleet (the one with the
+ * informer cache), after a shorter debounce: a limit crossed is restored without waiting for a
+ * slot of the builds task queue (docs/upgrades.md).
+ */
+const FLEET_PLAN_LOCAL = 'fleet-plan-local';
+
 /** Builds signal in bursts (a webhook storm): recount once the burst settles. */
 const DEBOUNCE = '500 milliseconds';
+const LOCAL_DEBOUNCE = '200 milliseconds';
 
 /** The fleet workflow; its id is `fleetWorkflowId(<builds task queue>)`. */
 export async function fleetWorkflow(input: FleetWorkflowInput): Promise<void> {
@@ -83,13 +98,15 @@ async function enforceLimits(input: FleetWorkflowInput): Promise<never> {
   });
   for (;;) {
     await condition(() => dirty, (input.recountSeconds ?? 60) * 1000);
-    await sleep(DEBOUNCE);
+    const planLocally = patched(FLEET_PLAN_LOCAL);
+    await sleep(planLocally ? LOCAL_DEBOUNCE : DEBOUNCE);
     dirty = false;
     let plan: FleetPlan;
     const inWorker = patched(FLEET_PLAN_IN_WORKER);
     if (inWorker) {
       // Planned where the builds are known: only names cross into this history.
-      const result = await fleetPlan({ limits, inFlight: Object.fromEntries(inFlight) });
+      const request = { limits, inFlight: Object.fromEntries(inFlight) };
+      const result = planLocally ? await local.fleetPlan(request) : await fleetPlan(request);
       for (const name of result.settled) inFlight.delete(name);
       plan = result;
     } else {

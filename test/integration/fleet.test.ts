@@ -103,13 +103,22 @@ describe('the fleet', () => {
     const scheduled = events
       .map((event) => event.activityTaskScheduledEventAttributes?.activityType?.name)
       .filter(Boolean);
-    expect(scheduled).toContain('fleetPlan');
     expect(scheduled).not.toContain('fleetSnapshot');
-    const results = events
-      .map((event) => event.activityTaskCompletedEventAttributes?.result?.payloads?.[0]?.data)
-      .filter((data): data is Uint8Array => data instanceof Uint8Array)
-      .map((data) => JSON.parse(Buffer.from(data).toString()) as Record<string, unknown>)
-      .filter((result) => 'settled' in result);
+    expect(scheduled).not.toContain('fleetPlan');
+    // The plan is a local activity: its result is in the marker it records.
+    const json = (payloads: { data?: Uint8Array | null }[] | null | undefined) => {
+      const data = payloads?.[0]?.data;
+      return data ? (JSON.parse(Buffer.from(data).toString()) as Record<string, unknown>) : {};
+    };
+    const markers = events
+      .map((event) => event.markerRecordedEventAttributes)
+      .filter((marker) => marker?.markerName === 'core_local_activity')
+      .map((marker) => ({
+        type: json(marker?.details?.data?.payloads).activity_type,
+        result: json(marker?.details?.result?.payloads),
+      }));
+    expect(markers.map((m) => m.type)).toContain('fleetPlan');
+    const results = markers.filter((m) => m.type === 'fleetPlan').map((m) => m.result);
     expect(results.length).toBeGreaterThan(0);
     const evicted = new Set(
       results.flatMap((r) => [...(r.stop as string[]), ...(r.undeploy as string[])]),
