@@ -31,7 +31,20 @@ export class BenchClient {
     this.agent = new Agent({ keepAlive: true, maxSockets: sockets });
   }
 
-  send(prepared: Prepared): Promise<Answer> {
+  /**
+   * Sends a request. A kept-alive connection the server closed as it was reused fails at once
+   * (Node's documented race): such a request is sent once more, on a new connection.
+   */
+  async send(prepared: Prepared): Promise<Answer> {
+    try {
+      return await this.once(prepared);
+    } catch (error) {
+      if ((error as { reused?: boolean }).reused !== true) throw error;
+      return this.once(prepared);
+    }
+  }
+
+  private once(prepared: Prepared): Promise<Answer> {
     return new Promise((resolve, reject) => {
       const req = request(
         {
@@ -55,7 +68,13 @@ export class BenchClient {
           res.on('error', reject);
         },
       );
-      req.on('error', reject);
+      req.on('error', (error: NodeJS.ErrnoException) => {
+        reject(
+          req.reusedSocket && error.code === 'ECONNRESET'
+            ? Object.assign(error, { reused: true })
+            : error,
+        );
+      });
       req.end(prepared.body);
     });
   }
