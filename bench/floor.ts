@@ -1,0 +1,165 @@
+/**
+ * The floor under a build's latencies, measured in the same run as the figures (bench/scale.ts):
+ * what Temporal and the Kubernetes API server of this sandbox cost for the round trips a build
+ * transition cannot avoid, with an empty workflow (bench/floor-workflows.ts) on a worker of the
+ * benchmark's own and a ConfigMap written and watched. A figure of ours above its floor is ours
+ * to cut; the floor is not.
+ */
+import { fileURLToPath } from 'node:url';
+import { makeInformer, type V1ConfigMap } from '@kubernetes/client-node';
+import { Context } from '@temporalio/activity';
+import type { Client } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { superviseInformer, type KubeClients } from '../lib/kube.js';
+import { doneSignal, pingUpdate } from './floor-workflows.js';
+
+/** The floors, each a list of samples in ms. */
+export interface Floors {
+  /** Workflow started by a client → its first regular activity runs. */
+  startToActivity: number[];
+  /** An update sent → the local activity its handler runs. */
+  updateToLocalActivity: number[];
+  /** An update sent → its answer. */
+  updateRoundTrip: number[];
+  /** A regular activity returns → the local activity after it runs. */
+  activityEndToLocalActivity: number[];
+  /** A ConfigMap created → seen by a watch of this process. */
+  kubeWriteToWatch: number[];
+}
+
+/** The floor workflow's activities. */
+export interface FloorActivities {
+  mark(label: string): Promise<void>;
+  held(): Promise<void>;
+}
+
+const LABEL = 'runboat-bench/floor';
+
+/** Measures `samples` of each floor; the worker and the watch live only for the measurement. */
+export async function measureFloors(options: {
+  client: Client;
+  temporalAddress: string;
+  temporalNamespace: string;
+  kube: KubeClients;
+  namespace: string;
+  samples: number;
+}): Promise<Floors> {
+  const { client, kube, namespace, samples } = options;
+  const marks = new Map<string, number>();
+  const releases = new Map<string, () => void>();
+  const releasedAt = new Map<string, number>();
+  const activities: FloorActivities = {
+    mark(label) {
+      marks.set(
+        `${Context.current().info.workflowExecution?.workflowId ?? ''} ${label}`,
+        Date.now(),
+      );
+      return Promise.resolve();
+    },
+    held() {
+      const id = Context.current().info.workflowExecution?.workflowId ?? '';
+      return new Promise((resolve) => releases.set(id, resolve));
+    },
+  };
+  try {
+    // The benchmark's own worker says only what went wrong.
+    Runtime.install({ logger: new DefaultLogger('WARN') });
+  } catch {
+    // Installed by an earlier measurement of this process.
+  }
+  const taskQueue = `bench-floor-${Date.now()}`;
+  const connection = await NativeConnection.connect({ address: options.temporalAddress });
+  const worker = await Worker.create({
+    connection,
+    namespace: options.temporalNamespace,
+    taskQueue,
+    workflowsPath: fileURLToPath(new URL('./floor-workflows.ts', import.meta.url)),
+    activities,
+  });
+  const floors: Floors = {
+    startToActivity: [],
+    updateToLocalActivity: [],
+    updateRoundTrip: [],
+    activityEndToLocalActivity: [],
+    kubeWriteToWatch: [],
+  };
+  const waitFor = async (key: string, map: Map<string, unknown>) => {
+    for (const deadline = Date.now() + 30_000; !map.has(key);) {
+      if (Date.now() > deadline) throw new Error(`floor: ${key} not seen in 30 s`);
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+  };
+  const running = worker.run();
+  try {
+    for (let i = 0; i < samples; i++) {
+      const id = `${taskQueue}-${i}`;
+      const t0 = Date.now();
+      const handle = await client.workflow.start('floorWorkflow', { workflowId: id, taskQueue });
+      await waitFor(`${id} started`, marks);
+      floors.startToActivity.push(marks.get(`${id} started`)! - t0);
+      await waitFor(id, releases);
+      // Let the worker settle on the held activity before the update.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const t1 = Date.now();
+      await handle.executeUpdate(pingUpdate);
+      floors.updateRoundTrip.push(Date.now() - t1);
+      floors.updateToLocalActivity.push(marks.get(`${id} update`)! - t1);
+      releasedAt.set(id, Date.now());
+      releases.get(id)!();
+      await waitFor(`${id} released`, marks);
+      floors.activityEndToLocalActivity.push(marks.get(`${id} released`)! - releasedAt.get(id)!);
+      await handle.signal(doneSignal);
+      await handle.result();
+    }
+  } finally {
+    worker.shutdown();
+    await running;
+    await connection.close();
+  }
+
+  // Each add resolves its waiter at once: no polling between the watch and the clock.
+  const seen = new Map<string, number>();
+  const waiters = new Map<string, (at: number) => void>();
+  const onAdd = (name: string) => {
+    const at = performance.now();
+    seen.set(name, at);
+    waiters.get(name)?.(at);
+  };
+  const seenAt = (name: string) =>
+    new Promise<number>((resolve, reject) => {
+      const already = seen.get(name);
+      if (already !== undefined) return resolve(already);
+      const timer = setTimeout(
+        () => reject(new Error(`floor: ConfigMap ${name} not seen`)),
+        30_000,
+      );
+      waiters.set(name, (at) => {
+        clearTimeout(timer);
+        resolve(at);
+      });
+    });
+  const informer = makeInformer<V1ConfigMap>(
+    kube.config,
+    `/api/v1/namespaces/${namespace}/configmaps`,
+    () => kube.core.listNamespacedConfigMap({ namespace, labelSelector: LABEL }),
+    LABEL,
+  );
+  informer.on('add', (cm) => onAdd(cm.metadata?.name ?? ''));
+  const watch = await superviseInformer(informer, () => undefined);
+  try {
+    for (let i = 0; i < samples; i++) {
+      const name = `bench-floor-${Date.now()}-${i}`;
+      const t0 = performance.now();
+      const visible = seenAt(name);
+      await kube.core.createNamespacedConfigMap({
+        namespace,
+        body: { metadata: { name, labels: { [LABEL]: 'x' } }, data: { i: String(i) } },
+      });
+      floors.kubeWriteToWatch.push((await visible) - t0);
+      await kube.core.deleteNamespacedConfigMap({ name, namespace });
+    }
+  } finally {
+    await watch.stop();
+  }
+  return floors;
+}
