@@ -10,6 +10,7 @@ import { buildView } from '../domain/build-view.js';
 import { planEvictions } from '../domain/fleet.js';
 import type { FleetLimits } from '../domain/messages.js';
 import { GitHubApiError, isTransientGitHubError, type GitHubClient } from '../lib/github.js';
+import { listLeanDeployments } from '../lib/kube.js';
 import { findRepoConfig } from '../lib/settings.js';
 import type { ActivityDeps } from './index.js';
 
@@ -110,14 +111,12 @@ export function createFleetActivities(deps: FleetActivityDeps) {
   const { kube, namespace } = deps;
   const log = deps.logger.child({ component: 'fleet' });
 
+  // The watcher's cache holds lean Deployments (lib/kube.ts): before it runs, a list cut the
+  // same way, page by page, so the plan reads the same fields either way.
   const deploymentsNow = async (): Promise<readonly V1Deployment[]> => {
     const cached = deps.deploymentCache?.();
     if (cached) return cached;
-    const list = await kube.apps.listNamespacedDeployment({
-      namespace,
-      labelSelector: BUILD_LABEL,
-    });
-    return list.items;
+    return (await listLeanDeployments(kube, { namespace, labelSelector: BUILD_LABEL })).items;
   };
 
   /** The builds as the fleet counts them, sticky ones marked. */

@@ -1,6 +1,7 @@
 /**
  * Kubernetes client plumbing: clients from a kubeconfig, server-side apply with a dry run first,
- * and the classification of API errors into retryable or not. No business rules here.
+ * the classification of API errors into retryable or not, and a lean informer of Deployments.
+ * No business rules here.
  */
 import {
   ApiException,
@@ -9,10 +10,14 @@ import {
   CoreV1Api,
   KubeConfig,
   KubernetesObjectApi,
+  ListWatch,
   NetworkingV1Api,
   PatchStrategy,
   setHeaderOptions,
+  Watch,
   type KubernetesObject,
+  type V1Deployment,
+  type V1DeploymentList,
 } from '@kubernetes/client-node';
 
 /** Field manager of every object the orchestrator applies. */
@@ -160,4 +165,117 @@ export async function superviseInformer(
       await informer.stop();
     },
   };
+}
+
+/**
+ * The part of a Deployment the orchestrator reads (names, labels, annotations, finalizers,
+ * times, replicas): everything else — `managedFields`, the pod template, conditions — is most of
+ * a Deployment's size and no reader needs it. A cache of thousands of builds holds these only
+ * (docs/operations.md, "Memory").
+ */
+export function leanDeployment(deployment: V1Deployment): V1Deployment {
+  const meta = deployment.metadata ?? {};
+  const lean: V1Deployment = {
+    metadata: {
+      name: meta.name,
+      namespace: meta.namespace,
+      uid: meta.uid,
+      resourceVersion: meta.resourceVersion,
+      generation: meta.generation,
+      labels: meta.labels,
+      annotations: meta.annotations,
+      finalizers: meta.finalizers,
+      creationTimestamp: meta.creationTimestamp,
+      deletionTimestamp: meta.deletionTimestamp,
+    },
+  };
+  if (deployment.spec) {
+    // `selector` and `template` are required by the type; an empty pod template stands for them.
+    lean.spec = { replicas: deployment.spec.replicas, selector: {}, template: {} };
+  }
+  if (deployment.status) {
+    lean.status = {
+      replicas: deployment.status.replicas,
+      readyReplicas: deployment.status.readyReplicas,
+      observedGeneration: deployment.status.observedGeneration,
+    };
+  }
+  return lean;
+}
+
+/** Which Deployments {@link listLeanDeployments} and {@link makeDeploymentInformer} read. */
+export interface DeploymentSelection {
+  namespace: string;
+  labelSelector: string;
+  /**
+   * Deployments a list asks for at once (default 500): a list of thousands of builds is never
+   * held whole before it is cut down.
+   */
+  pageSize?: number;
+}
+
+/**
+ * Lists Deployments page by page, each cut to a {@link leanDeployment}; the list's
+ * resourceVersion is the first page's, at which every page is read.
+ */
+export async function listLeanDeployments(
+  kube: Pick<KubeClients, 'apps'>,
+  selection: DeploymentSelection,
+): Promise<V1DeploymentList> {
+  const { namespace, labelSelector, pageSize = 500 } = selection;
+  const items: V1Deployment[] = [];
+  let first: V1DeploymentList | undefined;
+  let next: string | undefined;
+  do {
+    const page: V1DeploymentList = await kube.apps.listNamespacedDeployment({
+      namespace,
+      labelSelector,
+      limit: pageSize,
+      _continue: next,
+    });
+    first ??= page;
+    for (const item of page.items) items.push(leanDeployment(item));
+    next = page.metadata?._continue || undefined;
+  } while (next);
+  return { ...first, metadata: { resourceVersion: first.metadata?.resourceVersion }, items };
+}
+
+/**
+ * An informer of the Deployments of a namespace whose cache holds {@link leanDeployment}s: each
+ * object listed (page by page) or watched is cut down before it is stored or handed to a
+ * callback, so the cache and its events tell the same facts in the same shape. Restart it with
+ * {@link superviseInformer}.
+ */
+export function makeDeploymentInformer(
+  kube: KubeClients,
+  selection: DeploymentSelection,
+): ListWatch<V1Deployment> {
+  return new ListWatch(
+    `/apis/apps/v1/namespaces/${selection.namespace}/deployments`,
+    new LeanWatch(kube.config),
+    () => listLeanDeployments(kube, selection),
+    false,
+    selection.labelSelector,
+  );
+}
+
+/** A watch of Deployments whose events carry {@link leanDeployment}s (errors and bookmarks as sent). */
+class LeanWatch extends Watch {
+  override watch(
+    path: string,
+    queryParams: Record<string, string | number | boolean | undefined>,
+    callback: (phase: string, apiObj: unknown) => void,
+    done: (err: unknown) => void,
+  ): Promise<AbortController> {
+    return super.watch(
+      path,
+      queryParams,
+      // The event itself (the third argument) is left out: it holds the whole object.
+      (phase, object: V1Deployment) => {
+        const isObject = phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED';
+        callback(phase, isObject ? leanDeployment(object) : object);
+      },
+      done,
+    );
+  }
 }

@@ -6,11 +6,11 @@
  * workflow takes as a start or a stop. The watcher changes nothing in Kubernetes.
  * Drift: docs/architecture.md; what an operator does: docs/runbook.md.
  */
-import { makeInformer, type V1Deployment } from '@kubernetes/client-node';
+import type { V1Deployment } from '@kubernetes/client-node';
 import type { Client } from '@temporalio/client';
 import { BUILD_LABEL, STATUS_LABEL } from '../domain/build.js';
 import { driftSignal, type DriftEvent } from '../domain/messages.js';
-import { superviseInformer, type KubeClients } from '../lib/kube.js';
+import { makeDeploymentInformer, superviseInformer, type KubeClients } from '../lib/kube.js';
 import type { Logger } from '../lib/logger.js';
 
 /** Options of {@link startDeploymentWatcher}. */
@@ -23,7 +23,10 @@ export interface DeploymentWatcherOptions {
 
 /** A running watcher. */
 export interface DeploymentWatcher {
-  /** The build Deployments as last seen (the informer's cache). */
+  /**
+   * The build Deployments as last seen (the informer's cache), cut to the fields the worker reads
+   * (`leanDeployment` of lib/kube.ts): what the drift checks, the fleet and the adopter decide on.
+   */
   deployments(): readonly V1Deployment[];
   stop(): Promise<void>;
 }
@@ -34,12 +37,7 @@ export async function startDeploymentWatcher(
 ): Promise<DeploymentWatcher> {
   const { kube, namespace, client } = options;
   const log = options.logger.child({ component: 'watcher' });
-  const informer = makeInformer<V1Deployment>(
-    kube.config,
-    `/apis/apps/v1/namespaces/${namespace}/deployments`,
-    () => kube.apps.listNamespacedDeployment({ namespace, labelSelector: BUILD_LABEL }),
-    BUILD_LABEL,
-  );
+  const informer = makeDeploymentInformer(kube, { namespace, labelSelector: BUILD_LABEL });
   // Deletions already reported, so that every later update of the same object stays quiet.
   const reported = new Set<string>();
 
