@@ -8,7 +8,10 @@
  * Writes bench/reports/scale.{json,md}.
  *
  *   npm run bench:scale -- [--builds 10000] [--churn-seconds 60] [--runs 3] [--starts 20]
- *                          [--idle-seconds 30] [--init-seconds 3] [--from source|dist]
+ *                          [--idle-seconds 30] [--init-seconds 3] [--from dist|source]
+ *
+ * `npm run bench:scale` builds the release first: the processes run from `dist/` as in production
+ * (`--from source` runs the TypeScript sources through tsx instead).
  *
  * Cheap figures are measured in each of `--runs` runs and reported as the median of the runs'
  * medians and p99s; the fill, the churn, idle, and the three restarts happen once.
@@ -51,7 +54,7 @@ const { values: args } = parseArgs({
     starts: { type: 'string', default: '20' },
     'idle-seconds': { type: 'string', default: '30' },
     'init-seconds': { type: 'string', default: '3' },
-    from: { type: 'string', default: 'source' },
+    from: { type: 'string', default: 'dist' },
   },
 });
 const N = Number(args.builds);
@@ -60,7 +63,7 @@ const STARTS = Number(args.starts);
 const CHURN_SECONDS = Number(args['churn-seconds']);
 const IDLE_SECONDS = Number(args['idle-seconds']);
 const INIT_SECONDS = Number(args['init-seconds']);
-const FROM = args.from === 'dist' ? 'dist' : 'source';
+const FROM = args.from === 'source' ? 'source' : 'dist';
 /** 150, as in production; half the builds in a small run. */
 const MAX_STARTED = Math.min(150, Math.floor(N / 2));
 const MAX_INITIALIZING = 20;
