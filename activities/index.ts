@@ -12,6 +12,7 @@ import {
   type KubernetesObject,
   type V1Deployment,
   type V1Job,
+  type V1Pod,
 } from '@kubernetes/client-node';
 import {
   annotations,
@@ -63,6 +64,7 @@ import {
   runJob,
   scriptError,
   waitForChange,
+  waitForMatch,
   type JobOutcome,
 } from './jobs.js';
 
@@ -375,6 +377,34 @@ export function createActivities(deps: ActivityDeps) {
   };
 
   /**
+   * Applies a build's `deployment` objects (server-side apply, every dry run before any apply, as
+   * `applyManifests`) and records its cleanup Job. The objects do not depend on each other (the
+   * Deployment has no replicas yet), so each step sends its requests at once: the Deployment
+   * exists after two round trips to the API server, not one per object.
+   */
+  const applyAtOnce = async (
+    rendered: Promise<KubernetesObject[]>,
+    build: BuildRef,
+    config: ResolvedBuild,
+  ): Promise<void> => {
+    const manifests = await rendered;
+    const apply = (manifest: KubernetesObject, dryRun: 'All' | undefined) =>
+      kube.objects.patch(
+        manifest,
+        undefined,
+        dryRun,
+        FIELD_MANAGER,
+        true,
+        PatchStrategy.ServerSideApply,
+      );
+    await Promise.all(manifests.map((manifest) => apply(manifest, 'All')));
+    await Promise.all([
+      ...manifests.map((manifest) => apply(manifest, undefined)),
+      recordCleanupJob(build, config),
+    ]);
+  };
+
+  /**
    * Where the scripts fetch the commit from. A pull request from a fork is not trusted unless its
    * repo entry says `trustForks`: it gets no clone token (nor secret env, below).
    */
@@ -456,10 +486,7 @@ export function createActivities(deps: ActivityDeps) {
      * build's cleanup Job, rendered now, for its undeploy.
      */
     async deploy(build: BuildRef, config: ResolvedBuild): Promise<void> {
-      await guard('deploy', async () => {
-        await applyManifests(kube.objects, await render(build, config, 'deployment'));
-        await recordCleanupJob(build, config);
-      });
+      await guard('deploy', () => applyAtOnce(render(build, config, 'deployment'), build, config));
       metrics.transition('todo');
       // Deploy runs once, in a new build's first run: its workflow started when it was asked for.
       const applied = Date.now();
@@ -475,13 +502,13 @@ export function createActivities(deps: ActivityDeps) {
      * has not started: what a newer commit supersedes.
      */
     async queuedSiblings(build: BuildRef): Promise<string[]> {
-      const list = await kube.apps.listNamespacedDeployment({
-        namespace,
-        labelSelector: BUILD_LABEL,
-      });
-      const self = list.items.find((d) => d.metadata?.name === build.name);
+      // The worker's informer cache when it has one: a deploy lists nothing from the API server.
+      const items =
+        deps.deploymentCache?.() ??
+        (await kube.apps.listNamespacedDeployment({ namespace, labelSelector: BUILD_LABEL })).items;
+      const self = items.find((d) => d.metadata?.name === build.name);
       const created = buildView(self ?? {}, deps.buildDomain).created ?? '';
-      return list.items
+      return items
         .map((deployment) => buildView(deployment, deps.buildDomain))
         .filter(
           (view) =>
@@ -532,23 +559,38 @@ export function createActivities(deps: ActivityDeps) {
       return patched ? now : null;
     },
 
-    /** Waits until the Deployment has a ready replica (the workflow mirrors `started`). */
+    /**
+     * Waits until the build has a ready pod (the workflow mirrors `started`); false when its
+     * Deployment is gone. The pods are watched, not the Deployment: its ready count follows a
+     * pod's readiness only after the ReplicaSet and Deployment controllers have passed it on.
+     */
     async awaitReady(name: string): Promise<boolean> {
       const ctx = Context.current();
-      const path = `/apis/apps/v1/namespaces/${namespace}/deployments`;
+      const path = `/api/v1/namespaces/${namespace}/pods`;
+      const selector = `${BUILD_LABEL}=${name},!${JOB_KIND_LABEL}`;
       for (;;) {
-        let deployment: V1Deployment;
         try {
-          deployment = await kube.apps.readNamespacedDeploymentStatus({ name, namespace });
+          const deployment = await kube.apps.readNamespacedDeploymentStatus({ name, namespace });
+          if ((deployment.status?.readyReplicas ?? 0) >= 1) return true;
         } catch (error) {
           if (isKubeStatus(error, 404)) return false;
           throw error;
         }
-        if ((deployment.status?.readyReplicas ?? 0) >= 1) return true;
+        const pods = await kube.core.listNamespacedPod({ namespace, labelSelector: selector });
+        if (pods.items.some(podReady)) return true;
         ctx.heartbeat();
-        const rv = deployment.metadata?.resourceVersion;
-        await waitForChange(kube, path, name, rv, 5000, ctx.cancellationSignal);
+        const rv = pods.metadata?.resourceVersion;
+        const seen = await waitForMatch(
+          kube,
+          path,
+          selector,
+          rv,
+          podReady,
+          5000,
+          ctx.cancellationSignal,
+        );
         if (ctx.cancellationSignal.aborted) await ctx.cancelled;
+        if (seen) return true;
       }
     },
 
@@ -570,14 +612,17 @@ export function createActivities(deps: ActivityDeps) {
       await guard('initialize', async () => {
         await mirrorOnDeployment(build.name, { status: 'initializing', initStatus: 'started' });
       });
-      await deps
-        .notifyInitStarted(ctx.info.workflowExecution?.workflowId ?? build.name)
-        .catch((error: unknown) => {
-          log.warn({ build: build.name, err: error }, 'could not signal init start');
-        });
-      await reporter
-        .report(build, 'initializing', 'pending', 'initializing', 'build')
-        .catch((error: unknown) => log.warn({ build: build.name, err: error }, 'commit status'));
+      // Telling the workflow and GitHub does not hold the Job up (an init slot waits for it).
+      const told = Promise.all([
+        deps
+          .notifyInitStarted(ctx.info.workflowExecution?.workflowId ?? build.name)
+          .catch((error: unknown) => {
+            log.warn({ build: build.name, err: error }, 'could not signal init start');
+          }),
+        reporter
+          .report(build, 'initializing', 'pending', 'initializing', 'build')
+          .catch((error: unknown) => log.warn({ build: build.name, err: error }, 'commit status')),
+      ]);
       const outcome = await guard('initialize', async () => {
         const job = await renderJob(
           build,
@@ -599,6 +644,7 @@ export function createActivities(deps: ActivityDeps) {
           throw error;
         }
       });
+      await told;
       if (ctx.cancellationSignal.aborted) await ctx.cancelled;
       return outcome;
     },
@@ -730,6 +776,12 @@ export function createActivities(deps: ActivityDeps) {
       await reporter.report(build, phaseOfStatus(state, description), state, description, link);
     },
   };
+}
+
+/** A pod of the build's app that is ready and not on its way out. */
+function podReady(pod: V1Pod): boolean {
+  if (pod.metadata?.deletionTimestamp) return false;
+  return pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
 }
 
 /** What one transition writes onto the Deployment. */

@@ -98,6 +98,54 @@ export async function waitForChange<T = unknown>(
   }
 }
 
+/**
+ * Resolves true as soon as a watch of the objects matching `labelSelector`, from the given
+ * resource version, delivers one that `matches`; false after `maxMs`, on abort or when the
+ * watch ends.
+ */
+export async function waitForMatch<T>(
+  kube: KubeClients,
+  path: string,
+  labelSelector: string,
+  resourceVersion: string | undefined,
+  matches: (object: T) => boolean,
+  maxMs: number,
+  signal: AbortSignal,
+): Promise<boolean> {
+  let controller: AbortController | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const onAbort = () => controller?.abort();
+  try {
+    return await new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), maxMs);
+      signal.addEventListener('abort', () => resolve(false), { once: true });
+      new Watch(kube.config)
+        .watch(
+          path,
+          {
+            labelSelector,
+            resourceVersion,
+            allowWatchBookmarks: false,
+            timeoutSeconds: Math.ceil(maxMs / 1000),
+          },
+          (phase, object: T) => {
+            if ((phase === 'MODIFIED' || phase === 'ADDED') && matches(object)) resolve(true);
+          },
+          () => resolve(false),
+        )
+        .then((c) => {
+          controller = c;
+          signal.addEventListener('abort', onAbort, { once: true });
+        })
+        .catch(() => resolve(false));
+    });
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener('abort', onAbort);
+    controller?.abort();
+  }
+}
+
 /** Options of {@link runJob}. */
 export interface RunJobOptions {
   kube: KubeClients;
