@@ -100,6 +100,15 @@ const statuses = proxyActivities<BuildActivities>({
  */
 const GLOBAL_INIT_LIMIT = 'global-init-limit';
 
+/**
+ * Patch: a build's transitions take fewer round trips through Temporal (docs/upgrades.md):
+ * resolving its configuration, applying its deployment objects and finding its queued siblings
+ * are local activities; commit statuses are reported in order but no longer hold the build up;
+ * an init gives its slot back as soon as it ends, with its outcome's mirror, not after the
+ * outcome's commit status. Runs from before take the old path.
+ */
+const FAST_TRANSITIONS = 'fast-transitions';
+
 type ActionKind = 'start' | 'stop' | 'reset' | 'undeploy';
 
 interface Action {
@@ -137,6 +146,8 @@ class Build {
   /** The ticket of the last init slot granted (see `awaitInitSlot`). */
   private grantedTicket: number | null = null;
   private readonly imageBuilder: ActivityInterfaceFor<BuildActivities>;
+  /** The commit statuses not reported yet, in order (see `report`). */
+  private reporting: Promise<void> = Promise.resolve();
 
   constructor(private readonly input: BuildWorkflowInput) {
     const name = buildName(input.commit);
@@ -318,8 +329,17 @@ class Build {
     }
   }
 
+  /**
+   * Activities that run as local activities with FAST_TRANSITIONS, as regular ones before. A
+   * local activity also closes the window in which Kubernetes showed a transition the workflow's
+   * state did not have yet: no update is taken between the two.
+   */
+  private get quick(): ActivityInterfaceFor<BuildActivities> {
+    return patched(FAST_TRANSITIONS) ? local : short;
+  }
+
   private async configuration(): Promise<ResolvedBuild> {
-    this.config ??= await short.resolveBuildConfig(this.ref);
+    this.config ??= await this.quick.resolveBuildConfig(this.ref);
     this.state.deployLink = this.config.deployLink;
     return this.config;
   }
@@ -360,6 +380,7 @@ class Build {
       if (this.shouldContinueAsNew()) {
         await condition(allHandlersFinished);
         if (this.actions.length === 0) {
+          await this.reporting;
           return continueAsNew<typeof buildWorkflow>({
             ...this.input,
             state: this.state,
@@ -371,6 +392,7 @@ class Build {
       await condition(() => this.actions.length > 0 || this.shouldContinueAsNew());
     }
     await condition(allHandlersFinished);
+    await this.reporting;
     return this.state;
   }
 
@@ -421,7 +443,7 @@ class Build {
   private async deploy(): Promise<void> {
     this.upsertCommitAttributes();
     const config = await this.configuration();
-    await short.deploy.executeWithOptions({ summary: 'apply the deployment kubefiles' }, [
+    await this.quick.deploy.executeWithOptions({ summary: 'apply the deployment kubefiles' }, [
       this.ref,
       config,
     ]);
@@ -433,7 +455,7 @@ class Build {
 
   /** Asks the older builds of this branch or PR that still wait for init to go. */
   private async supersedeQueued(): Promise<void> {
-    for (const name of await short.queuedSiblings(this.ref)) {
+    for (const name of await this.quick.queuedSiblings(this.ref)) {
       await getExternalWorkflowHandle(name)
         .signal(evictSignal, 'supersede')
         .catch((error: unknown) =>
@@ -452,7 +474,22 @@ class Build {
     }
   }
 
+  /**
+   * Reports a commit status. With FAST_TRANSITIONS it returns at once: the statuses go out one
+   * after the other, in the order asked, while the build goes on.
+   */
   private async report(
+    state: 'pending' | 'success' | 'failure',
+    description: string,
+    link: 'live' | 'build' | 'init-log' | 'build-log',
+  ): Promise<void> {
+    if (!patched(FAST_TRANSITIONS)) return this.postStatus(state, description, link);
+    this.reporting = this.reporting
+      .then(() => this.postStatus(state, description, link))
+      .catch(() => undefined);
+  }
+
+  private async postStatus(
     state: 'pending' | 'success' | 'failure',
     description: string,
     link: 'live' | 'build' | 'init-log' | 'build-log',
@@ -477,6 +514,7 @@ class Build {
     }
     const limited = patched(GLOBAL_INIT_LIMIT);
     if (limited && !(await this.awaitInitSlot())) return;
+    let released: Promise<void> | undefined;
     try {
       const generation = ++this.state.initGeneration;
       const outcome = await this.unlessInterrupted('initialize', () =>
@@ -486,13 +524,15 @@ class Build {
         ),
       );
       if (outcome === undefined) return;
+      // The Job has ended: the next queued init may start while this outcome is mirrored.
+      if (limited && patched(FAST_TRANSITIONS)) released = this.releaseInitSlot();
       if ('error' in outcome) {
         await this.initEnded(false, failureReason(outcome.error));
         return;
       }
       await this.initEnded(outcome.result.succeeded, outcome.result.reason);
     } finally {
-      if (limited) await this.releaseInitSlot();
+      if (limited) await (released ?? this.releaseInitSlot());
     }
   }
 
@@ -576,7 +616,7 @@ class Build {
       log.error('image build failed', { build: this.state.name, reason });
       this.state.initStatus = 'failed';
       this.state.failureReason = reason;
-      await short.mirror(this.state.name, {
+      await this.quick.mirror(this.state.name, {
         status: this.shown('failed'),
         initStatus: 'failed',
         imageStatus: 'failed',
@@ -606,7 +646,8 @@ class Build {
     } else {
       const failureReason = reason ?? 'init failed';
       this.state.failureReason = failureReason;
-      await short.mirror(this.state.name, {
+      // Local: no update is taken between the mirror and the state (see `quick`).
+      await this.quick.mirror(this.state.name, {
         status: this.shown('failed'),
         initStatus: 'failed',
         failureReason,
@@ -703,7 +744,11 @@ class Build {
       this.ref,
       config,
     ]);
-    await short.mirror(this.state.name, { status: 'todo', failureReason: '', cleanupStatus: '' });
+    await this.quick.mirror(this.state.name, {
+      status: 'todo',
+      failureReason: '',
+      cleanupStatus: '',
+    });
     this.state.initStatus = 'todo';
     this.state.failureReason = null;
     this.setStatus('todo');
