@@ -11,6 +11,7 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
+  patched,
   proxyActivities,
   setHandler,
   workflowInfo,
@@ -30,6 +31,12 @@ const { workflowsNotRunning } = proxyActivities<BuildActivities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1s', maximumInterval: '30s' },
 });
+
+/**
+ * Patch: the grants go out without waiting for the previous ones to be delivered, so that a slot
+ * released meanwhile is handed over in the same workflow task (docs/upgrades.md).
+ */
+const GRANT_AT_ONCE = 'init-slots-grant-at-once';
 
 /** The init slots workflow; its id is `initSlotsWorkflowId(<init task queue>)`. */
 export async function initSlotsWorkflow(input: InitSlotsInput): Promise<void> {
@@ -87,7 +94,9 @@ export async function initSlotsWorkflow(input: InitSlotsInput): Promise<void> {
         holders.set(next.build, next.ticket);
         granted.push(next);
       }
-      await Promise.all(granted.map(grant));
+      // Each grant handles its own failure (the build gone frees the slot again).
+      if (patched(GRANT_AT_ONCE)) for (const next of granted) void grant(next);
+      else await Promise.all(granted.map(grant));
     } else {
       lastCheck = Date.now();
       if (holders.size > 0) {
