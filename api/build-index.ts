@@ -6,10 +6,10 @@
  * appears and the informer's view replaces them.
  */
 import { EventEmitter } from 'node:events';
-import { makeInformer, type V1Deployment } from '@kubernetes/client-node';
+import type { V1Deployment } from '@kubernetes/client-node';
 import { annotations, BUILD_LABEL } from '../domain/build.js';
 import { buildView, type BuildView } from '../domain/build-view.js';
-import { superviseInformer, type KubeClients } from '../lib/kube.js';
+import { makeDeploymentInformer, superviseInformer, type KubeClients } from '../lib/kube.js';
 import { ClientError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { BuildSet, filters, mergeNewestFirst, newestFirst, type BuildFilter } from './build-set.js';
@@ -74,12 +74,8 @@ export class BuildIndex extends EventEmitter<BuildIndexEvents> {
   ) {
     super();
     this.setMaxListeners(0);
-    this.informer = makeInformer<V1Deployment>(
-      kube.config,
-      `/apis/apps/v1/namespaces/${namespace}/deployments`,
-      () => kube.apps.listNamespacedDeployment({ namespace, labelSelector: BUILD_LABEL }),
-      BUILD_LABEL,
-    );
+    // Only the fields a build's view reads are kept, as in the worker (lib/kube.ts).
+    this.informer = makeDeploymentInformer(kube, { namespace, labelSelector: BUILD_LABEL });
     const put = (deployment: V1Deployment) => {
       const view = buildView(deployment, this.buildDomain);
       this.builds.set(view);
