@@ -507,6 +507,9 @@ class Build {
    * deleted its Job, and kills any Job left.
    */
   private async initialize(): Promise<void> {
+    // The init activity reports `initializing` itself: the statuses asked before it go first, or
+    // GitHub would see them out of order (and two writers would each create a check run).
+    await this.reporting;
     const config = await this.configuration();
     // An init under way (adopted) already has its image.
     if (config.imageBuild && this.state.status !== 'initializing') {
@@ -766,6 +769,8 @@ class Build {
       await short.mirror(this.state.name, { status: 'undeploying', cleanupStatus: '' });
       await short.killJobs(this.state.name, 'initialize');
       await short.scale(this.state.name, 0, 'undeploying');
+      // The cleanup activity reports the build undeployed: after every status asked before.
+      await this.reporting;
       await this.cleanup();
       await waiting.deleteBuildObjects.executeWithOptions(
         { summary: "delete the build's objects, then its finalizer" },

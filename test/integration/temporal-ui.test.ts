@@ -56,8 +56,13 @@ describe('a build workflow in the Temporal UI', () => {
     );
     // The default kubefiles have no start or stop hook: known at resolution, no activity asks.
     expect(scheduled).not.toContain('applyHook');
+    // A step is an activity or a local activity (its marker): the Temporal UI shows both.
     const steps = (history.events ?? [])
-      .filter((event) => event.activityTaskScheduledEventAttributes)
+      .filter(
+        (event) =>
+          event.activityTaskScheduledEventAttributes ||
+          event.markerRecordedEventAttributes?.markerName === 'core_local_activity',
+      )
       .map((event) => text(event.userMetadata?.summary))
       .filter(Boolean);
     expect(steps).toEqual(
