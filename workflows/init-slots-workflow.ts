@@ -82,6 +82,8 @@ export async function initSlotsWorkflow(input: InitSlotsInput): Promise<void> {
     }
   }
 
+  /** Grants sent and not yet delivered (or refused). */
+  const grantsInFlight = new Set<Promise<void>>();
   const free = () => waiting.length > 0 && holders.size < limit;
   let lastCheck = Date.now();
   for (;;) {
@@ -95,8 +97,13 @@ export async function initSlotsWorkflow(input: InitSlotsInput): Promise<void> {
         granted.push(next);
       }
       // Each grant handles its own failure (the build gone frees the slot again).
-      if (patched(GRANT_AT_ONCE)) for (const next of granted) void grant(next);
-      else await Promise.all(granted.map(grant));
+      if (patched(GRANT_AT_ONCE)) {
+        for (const next of granted) {
+          const sent = grant(next);
+          grantsInFlight.add(sent);
+          void sent.finally(() => grantsInFlight.delete(sent));
+        }
+      } else await Promise.all(granted.map(grant));
     } else {
       lastCheck = Date.now();
       if (holders.size > 0) {
@@ -108,6 +115,9 @@ export async function initSlotsWorkflow(input: InitSlotsInput): Promise<void> {
     }
     if (workflowInfo().continueAsNewSuggested) {
       await condition(allHandlersFinished);
+      // A grant not yet delivered would be lost with this run: its build would wait for ever
+      // while the next run counts it as a holder.
+      await Promise.all(grantsInFlight);
       return continueAsNew<typeof initSlotsWorkflow>({
         ...input,
         limit,
