@@ -12,11 +12,11 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { annotations, BUILD_LABEL } from '../domain/build.js';
 import { restartTemporal, startSandbox } from '../dev/sandbox.js';
 import { spawnWorker } from '../dev/worker-process.js';
 import { createKubeClients } from '../lib/kube.js';
 import { connectClient } from '../lib/temporal.js';
+import { legacyDeployment } from './bench-kit.js';
 
 const { values: args } = parseArgs({ options: { builds: { type: 'string', default: '500' } } });
 const count = Number(args.builds);
@@ -41,28 +41,13 @@ async function main(): Promise<void> {
           const name = names[next++] as string;
           await kube.apps.createNamespacedDeployment({
             namespace,
-            body: {
-              metadata: {
-                name,
-                labels: { [BUILD_LABEL]: name },
-                annotations: {
-                  [annotations.repo]: 'acme/legacy',
-                  [annotations.targetBranch]: `branch-${next % 40}`,
-                  [annotations.pr]: '',
-                  [annotations.gitCommit]: randomBytes(20).toString('hex'),
-                  [annotations.initStatus]: 'succeeded',
-                },
-                finalizers: ['runboat/cleanup'],
-              },
-              spec: {
-                replicas: 0,
-                selector: { matchLabels: { [BUILD_LABEL]: name } },
-                template: {
-                  metadata: { labels: { [BUILD_LABEL]: name } },
-                  spec: { containers: [{ name: 'odoo', image: 'odoo:15.0' }] },
-                },
-              },
-            },
+            body: legacyDeployment({
+              name,
+              repo: 'acme/legacy',
+              targetBranch: `branch-${next % 40}`,
+              gitCommit: randomBytes(20).toString('hex'),
+              container: { name: 'odoo', image: 'odoo:15.0' },
+            }),
           });
         }
       }),

@@ -19,10 +19,15 @@ import { freePort } from '../dev/ports.js';
 import { startSandbox } from '../dev/sandbox.js';
 import { pushPayload } from '../dev/webhook-deliveries.js';
 import { spawnApi } from '../dev/worker-process.js';
-import { annotations, BUILD_LABEL, CLEANUP_FINALIZER } from '../domain/build.js';
 import { buildName } from '../domain/names.js';
 import { createKubeClients } from '../lib/kube.js';
-import { describeMachine, summary, writeReport, type Summary } from './bench-kit.js';
+import {
+  describeMachine,
+  legacyDeployment,
+  summary,
+  writeReport,
+  type Summary,
+} from './bench-kit.js';
 import { BenchClient, signedDelivery, timed } from './http-client.js';
 import { readEvents } from './observers.js';
 
@@ -76,29 +81,11 @@ async function main(): Promise<void> {
           const name = buildName(commit);
           await kube.apps.createNamespacedDeployment({
             namespace: NAMESPACE,
-            body: {
-              metadata: {
-                name,
-                labels: { [BUILD_LABEL]: name },
-                annotations: {
-                  [annotations.repo]: commit.repo,
-                  [annotations.targetBranch]: commit.targetBranch,
-                  [annotations.pr]: '',
-                  [annotations.gitCommit]: commit.gitCommit,
-                  [annotations.initStatus]: 'succeeded',
-                  [annotations.lastScaled]: new Date(Date.now() - (N - i) * 60_000).toISOString(),
-                },
-                finalizers: [CLEANUP_FINALIZER],
-              },
-              spec: {
-                replicas: 0,
-                selector: { matchLabels: { [BUILD_LABEL]: name } },
-                template: {
-                  metadata: { labels: { [BUILD_LABEL]: name } },
-                  spec: { containers: [{ name: 'odoo', image: 'ghcr.io/acme/odoo:16.0' }] },
-                },
-              },
-            },
+            body: legacyDeployment({
+              name,
+              ...commit,
+              lastScaled: new Date(Date.now() - (N - i) * 60_000).toISOString(),
+            }),
           });
           if (++written % 1000 === 0) log(`${written}/${N} Deployments written`);
         }

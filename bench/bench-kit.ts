@@ -1,13 +1,16 @@
 /**
  * What the benchmarks share: percentiles and summaries, instants first seen by a watch of the
  * benchmark's own process, the machine a report was measured on, the reports directory, and the
- * memory and CPU time of a process read from /proc.
+ * memory and CPU time of a process read from /proc, and build Deployments as the Python runboat
+ * leaves them.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { V1Container, V1Deployment } from '@kubernetes/client-node';
+import { annotations, BUILD_LABEL, CLEANUP_FINALIZER } from '../domain/build.js';
 
 /** `bench/reports`, where every benchmark writes its report. */
 export const reportsDir = join(dirname(fileURLToPath(import.meta.url)), 'reports');
@@ -199,4 +202,49 @@ export async function machineBusySeconds(): Promise<number> {
   // user nice system idle iowait irq softirq steal: idle and iowait are not busy.
   const busy = ticks.slice(0, 8).reduce((sum, t, i) => (i === 3 || i === 4 ? sum : sum + t), 0);
   return busy / clockTicks();
+}
+
+/** What a build Deployment written as the Python runboat leaves it says of its build. */
+export interface LegacyBuild {
+  name: string;
+  repo: string;
+  targetBranch: string;
+  gitCommit: string;
+  /** ISO time of the last scale; absent: never scaled. */
+  lastScaled?: string;
+  /** The Odoo container as the benchmark wants it (default: image only). */
+  container?: V1Container;
+}
+
+/**
+ * A build Deployment as the Python runboat leaves it after a successful init: stopped, its
+ * commit in annotations, held by the cleanup finalizer, no status label (the adopter takes it).
+ */
+export function legacyDeployment(build: LegacyBuild): V1Deployment {
+  const { name } = build;
+  return {
+    metadata: {
+      name,
+      labels: { [BUILD_LABEL]: name },
+      annotations: {
+        [annotations.repo]: build.repo,
+        [annotations.targetBranch]: build.targetBranch,
+        [annotations.pr]: '',
+        [annotations.gitCommit]: build.gitCommit,
+        [annotations.initStatus]: 'succeeded',
+        ...(build.lastScaled ? { [annotations.lastScaled]: build.lastScaled } : {}),
+      },
+      finalizers: [CLEANUP_FINALIZER],
+    },
+    spec: {
+      replicas: 0,
+      selector: { matchLabels: { [BUILD_LABEL]: name } },
+      template: {
+        metadata: { labels: { [BUILD_LABEL]: name } },
+        spec: {
+          containers: [build.container ?? { name: 'odoo', image: 'ghcr.io/acme/odoo:16.0' }],
+        },
+      },
+    },
+  };
 }

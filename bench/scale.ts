@@ -24,7 +24,6 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Client } from '@temporalio/client';
-import { annotations, BUILD_LABEL, CLEANUP_FINALIZER } from '../domain/build.js';
 import { fleetWorkflowId, initSlotsLimitSignal, initSlotsWorkflowId } from '../domain/messages.js';
 import { buildName } from '../domain/names.js';
 import { RUN_FOR_ANNOTATION } from '../dev/kwok-stages.js';
@@ -36,6 +35,7 @@ import { createKubeClients, type KubeClients } from '../lib/kube.js';
 import { connectClient } from '../lib/temporal.js';
 import {
   describeMachine,
+  legacyDeployment,
   machine,
   machineBusySeconds,
   median,
@@ -271,30 +271,12 @@ async function createLegacyDeployments(kube: KubeClients, namespace: string): Pr
       const name = buildName(commit);
       await kube.apps.createNamespacedDeployment({
         namespace,
-        body: {
-          metadata: {
-            name,
-            labels: { [BUILD_LABEL]: name },
-            annotations: {
-              [annotations.repo]: commit.repo,
-              [annotations.targetBranch]: commit.targetBranch,
-              [annotations.pr]: '',
-              [annotations.gitCommit]: commit.gitCommit,
-              [annotations.initStatus]: 'succeeded',
-              // Oldest first, a minute apart: the ones MAX_DEPLOYED evicts first.
-              [annotations.lastScaled]: new Date(Date.now() - (ADOPTED - i) * 60_000).toISOString(),
-            },
-            finalizers: [CLEANUP_FINALIZER],
-          },
-          spec: {
-            replicas: 0,
-            selector: { matchLabels: { [BUILD_LABEL]: name } },
-            template: {
-              metadata: { labels: { [BUILD_LABEL]: name } },
-              spec: { containers: [{ name: 'odoo', image: 'ghcr.io/acme/odoo:16.0' }] },
-            },
-          },
-        },
+        body: legacyDeployment({
+          name,
+          ...commit,
+          // Oldest first, a minute apart: the ones MAX_DEPLOYED evicts first.
+          lastScaled: new Date(Date.now() - (ADOPTED - i) * 60_000).toISOString(),
+        }),
       });
       created++;
     });

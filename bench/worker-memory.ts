@@ -17,12 +17,19 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { V1Deployment } from '@kubernetes/client-node';
-import { annotations, BUILD_LABEL } from '../domain/build.js';
+import { BUILD_LABEL } from '../domain/build.js';
 import { startSandbox } from '../dev/sandbox.js';
 import { spawnWorker } from '../dev/worker-process.js';
 import { createKubeClients, leanDeployment, type KubeClients } from '../lib/kube.js';
 import { connectClient } from '../lib/temporal.js';
-import { describeMachine, machine, median, sampleProcess, writeReport } from './bench-kit.js';
+import {
+  describeMachine,
+  legacyDeployment,
+  machine,
+  median,
+  sampleProcess,
+  writeReport,
+} from './bench-kit.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -71,41 +78,22 @@ async function writeDeployments(kube: KubeClients, namespace: string, from: numb
         const name = `b${randomBytes(16).toString('hex')}`;
         await kube.apps.createNamespacedDeployment({
           namespace,
-          body: {
-            metadata: {
-              name,
-              labels: { [BUILD_LABEL]: name },
-              annotations: {
-                [annotations.repo]: 'acme/legacy',
-                [annotations.targetBranch]: `branch-${index % 40}`,
-                [annotations.pr]: '',
-                [annotations.gitCommit]: randomBytes(20).toString('hex'),
-                [annotations.initStatus]: 'succeeded',
-              },
-              finalizers: ['runboat/cleanup'],
+          body: legacyDeployment({
+            name,
+            repo: 'acme/legacy',
+            targetBranch: `branch-${index % 40}`,
+            gitCommit: randomBytes(20).toString('hex'),
+            container: {
+              name: 'odoo',
+              image: 'odoo:15.0',
+              env: [
+                { name: 'PGDATABASE', value: name },
+                { name: 'ADDONS_DIR', value: '/mnt/data/odoo-addons-dir' },
+              ],
+              ports: [{ containerPort: 8069 }],
+              resources: { requests: { cpu: '100m', memory: '512Mi' } },
             },
-            spec: {
-              replicas: 0,
-              selector: { matchLabels: { [BUILD_LABEL]: name } },
-              template: {
-                metadata: { labels: { [BUILD_LABEL]: name } },
-                spec: {
-                  containers: [
-                    {
-                      name: 'odoo',
-                      image: 'odoo:15.0',
-                      env: [
-                        { name: 'PGDATABASE', value: name },
-                        { name: 'ADDONS_DIR', value: '/mnt/data/odoo-addons-dir' },
-                      ],
-                      ports: [{ containerPort: 8069 }],
-                      resources: { requests: { cpu: '100m', memory: '512Mi' } },
-                    },
-                  ],
-                },
-              },
-            },
-          },
+          }),
         });
       }
     }),
