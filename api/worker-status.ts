@@ -48,6 +48,11 @@ export interface WorkerStatusOptions {
   /** How long an answer is reused. */
   cacheMs?: number;
   /**
+   * Up to this age (default 3 × `cacheMs`) an answer is still given at once while a fresh one
+   * is asked; an older one is not, the caller waits for the fresh one.
+   */
+  staleMs?: number;
+  /**
    * A poller counts as polling when it polled within this time. Temporal keeps a poller in the
    * description for minutes after its worker died; a live worker polls again at least once a
    * minute (the server ends an idle long poll after 60 s).
@@ -88,15 +93,18 @@ function timestampMs(ts: { seconds?: unknown; nanos?: number | null } | null | u
 /**
  * Returns a function answering the worker status, asking Temporal at most once per `cacheMs`
  * (concurrent callers share one request), and never throwing: an unreachable Temporal is a
- * status too.
+ * status too. An answer up to `staleMs` old is given at once while the next one is asked, so
+ * that no request of `GET /api/v1/status` waits for Temporal once the API has an answer.
  */
 export function createWorkerStatus(options: WorkerStatusOptions): () => Promise<WorkerStatus> {
   const cacheMs = options.cacheMs ?? 5000;
+  const staleMs = options.staleMs ?? 3 * cacheMs;
   const liveWithinMs = options.liveWithinMs ?? 90_000;
   const timeoutMs = options.timeoutMs ?? 3000;
   const now = options.now ?? Date.now;
   const roles = Object.keys(options.queues) as QueueRole[];
-  let cached: { at: number; status: Promise<WorkerStatus> } | undefined;
+  let answered: { at: number; status: WorkerStatus } | undefined;
+  let asking: Promise<WorkerStatus> | undefined;
 
   const describe = async (role: QueueRole): Promise<QueueReport> => {
     const taskQueue = options.queues[role] ?? '';
@@ -147,8 +155,24 @@ export function createWorkerStatus(options: WorkerStatusOptions): () => Promise<
     }
   };
 
+  const refresh = (): Promise<WorkerStatus> => {
+    if (asking) return asking;
+    const at = now();
+    asking = ask().then((status) => {
+      answered = { at, status };
+      asking = undefined;
+      return status;
+    });
+    return asking;
+  };
+
   return () => {
-    if (!cached || now() - cached.at >= cacheMs) cached = { at: now(), status: ask() };
-    return cached.status;
+    const age = answered ? now() - answered.at : Infinity;
+    if (answered && age < cacheMs) return Promise.resolve(answered.status);
+    if (answered && age < staleMs) {
+      void refresh();
+      return Promise.resolve(answered.status);
+    }
+    return refresh();
   };
 }

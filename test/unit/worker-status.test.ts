@@ -107,6 +107,53 @@ describe('the worker status', () => {
     expect(calls).toHaveLength(4);
   });
 
+  it('answers at once from a stale answer while it asks Temporal again, and waits past staleMs', async () => {
+    let now = NOW;
+    let lastMs = NOW;
+    const held: (() => void)[] = [];
+    const calls: number[] = [];
+    const client = {
+      connection: { withDeadline: (_deadline: number, fn: () => Promise<unknown>) => fn() },
+      workflowService: {
+        async describeTaskQueue() {
+          calls.push(now);
+          const seen = lastMs;
+          // The second round of questions hangs until released: a slow Temporal.
+          if (calls.length === 3 || calls.length === 4)
+            await new Promise<void>((resolve) => held.push(resolve));
+          return { pollers: [{ identity: 'worker-a', lastAccessTime: at(seen) }] };
+        },
+      },
+    } as unknown as Client;
+    const status = createWorkerStatus({
+      client,
+      namespace: 'default',
+      queues,
+      cacheMs: 5000,
+      now: () => now,
+    });
+    const first = await status();
+    expect(first.checked_at).toBe(new Date(NOW).toISOString());
+
+    now += 6000;
+    lastMs = now;
+    // Temporal hangs, yet the caller gets the previous answer at once.
+    const stale = await status();
+    expect(stale).toBe(first);
+    expect(calls).toHaveLength(4);
+    for (const release of held) release();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    const fresh = await status();
+    expect(fresh.checked_at).toBe(new Date(NOW + 6000).toISOString());
+    expect(calls).toHaveLength(4);
+
+    // Past staleMs (3 × cacheMs) the caller waits for the new answer.
+    now += 15_000;
+    const waited = await status();
+    expect(waited.checked_at).toBe(new Date(NOW + 21_000).toISOString());
+    expect(calls).toHaveLength(6);
+  });
+
   it('says Temporal does not answer instead of failing', async () => {
     const server = createServer();
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
