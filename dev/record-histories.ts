@@ -19,6 +19,7 @@ import { cleanupFailingUnless, kubefilesWith } from './kubefiles-fixtures.js';
 import type { BuildStatus, CommitInfo } from '../domain/build.js';
 import {
   fleetWorkflowId,
+  initSlotsWorkflowId,
   resetUpdate,
   startUpdate,
   stateQuery,
@@ -763,6 +764,26 @@ async function main(): Promise<void> {
       env: main,
       items: [{ workflowId: fleetWorkflowId(main.temporal.buildsTaskQueue) }],
     });
+    // The init slots of the main worker (8 slots, inits side by side) and of the queue (one
+    // slot: builds wait for it, a superseded build gives up its turn): a path too.
+    const initSlots: RecordingPath = {
+      name: 'init-slots',
+      description: 'the init slots of the main worker and of the queue: requests, grants, releases',
+      env: 'main',
+      run: () => Promise.resolve([]),
+    };
+    recorded.push({
+      path: initSlots,
+      env: main,
+      items: [{ label: 'main', workflowId: initSlotsWorkflowId(main.temporal.initTaskQueue) }],
+    });
+    if (chosen.some((path) => path.env === 'queue')) {
+      recorded.push({
+        path: initSlots,
+        env: queued,
+        items: [{ label: 'queue', workflowId: initSlotsWorkflowId(queued.temporal.initTaskQueue) }],
+      });
+    }
 
     const files = new Map<string, string>();
     const manifest: SavedHistory[] = [];
