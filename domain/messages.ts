@@ -122,6 +122,11 @@ export interface InitSlotsInput {
   waiting?: InitSlotTicket[];
   /** Seconds between two checks that the holders' workflows still run (default 60). */
   checkSeconds?: number;
+  /**
+   * Continue-as-new once history has more events than this (default: only when Temporal
+   * suggests it; the worker leaves it unset, tests set it low).
+   */
+  maxHistoryEvents?: number;
 }
 
 /**

@@ -46,6 +46,12 @@ export async function initSlotsWorkflow(input: InitSlotsInput): Promise<void> {
   const waiting: InitSlotTicket[] = [...(input.waiting ?? [])];
   const checkMs = (input.checkSeconds ?? 60) * 1000;
   const held = () => [...holders].map(([build, ticket]) => ({ build, ticket }));
+  /** Temporal suggests a new run, or history is longer than the input allows (no command). */
+  const continueAsNewDue = () => {
+    const info = workflowInfo();
+    const most = input.maxHistoryEvents;
+    return info.continueAsNewSuggested || (most !== undefined && info.historyLength > most);
+  };
 
   setHandler(initSlotsQuery, () => ({
     limit,
@@ -113,7 +119,7 @@ export async function initSlotsWorkflow(input: InitSlotsInput): Promise<void> {
         }
       }
     }
-    if (workflowInfo().continueAsNewSuggested) {
+    if (continueAsNewDue()) {
       await condition(allHandlersFinished);
       // A grant not yet delivered would be lost with this run: its build would wait for ever
       // while the next run counts it as a holder.
