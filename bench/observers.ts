@@ -24,6 +24,8 @@ export interface SeenDeployment {
   repo: string;
   lastScaled: string;
   deleting: boolean;
+  /** The Deployment controller has seen its last change (it made the ReplicaSet). */
+  observed: boolean;
 }
 
 const done = (job: V1Job) =>
@@ -99,6 +101,13 @@ export class ClusterView {
     await Promise.all(this.stops.map((stop) => stop()));
   }
 
+  /** Deployments the Deployment controller has not caught up with. */
+  unobserved(): number {
+    let n = 0;
+    for (const d of this.deployments.values()) if (!d.observed) n++;
+    return n;
+  }
+
   /** Builds whose Deployment shows this status label. */
   count(status: string): number {
     let n = 0;
@@ -170,6 +179,8 @@ export class ClusterView {
       repo: deployment.metadata?.annotations?.[annotations.repo] ?? '',
       lastScaled: deployment.metadata?.annotations?.[annotations.lastScaled] ?? '',
       deleting,
+      observed:
+        (deployment.status?.observedGeneration ?? 0) >= (deployment.metadata?.generation ?? 1),
     });
     this.exists.set(name, true);
     this.scaled.set(name, replicas > 0);

@@ -26,6 +26,7 @@ import { parseArgs } from 'node:util';
 import type { Client } from '@temporalio/client';
 import { fleetWorkflowId, initSlotsLimitSignal, initSlotsWorkflowId } from '../domain/messages.js';
 import { buildName } from '../domain/names.js';
+import { buildSearchAttributeKeys } from '../domain/search-attributes.js';
 import { RUN_FOR_ANNOTATION } from '../dev/kwok-stages.js';
 import { freePort } from '../dev/ports.js';
 import { restartTemporal, startSandbox, type Sandbox } from '../dev/sandbox.js';
@@ -286,6 +287,28 @@ async function createLegacyDeployments(kube: KubeClients, namespace: string): Pr
   log(`[fill] ${ADOPTED} Deployments written in ${((now() - began) / 1000).toFixed(1)} s`);
 }
 
+/**
+ * Waits for the Deployment controller to make a ReplicaSet for each legacy Deployment, as it had
+ * long done in a namespace the Python runboat ran. Adopting while it still works through
+ * thousands of them measures the sandbox's control plane, not the adoption (it took more than an
+ * hour for 10,000 on this machine: README, "Scale").
+ */
+async function controllersCaughtUp(cluster: ClusterView): Promise<void> {
+  const began = now();
+  const progress = setInterval(() => {
+    log(
+      `[fill] ${((now() - began) / 1000).toFixed(0)} s: the Deployment controller has yet to ` +
+        `observe ${cluster.unobserved()} Deployments`,
+    );
+  }, 10_000);
+  try {
+    await waitUntil('the Deployment controller', () => cluster.unobserved() === 0, 3_600_000, 500);
+  } finally {
+    clearInterval(progress);
+  }
+  log(`[fill] the Deployment controller caught up in ${((now() - began) / 1000).toFixed(1)} s`);
+}
+
 async function setUp(sandbox: Sandbox, work: string): Promise<Bench> {
   const kube = createKubeClients({
     kubeconfig: sandbox.kube.kubeconfig,
@@ -349,6 +372,7 @@ async function setUp(sandbox: Sandbox, work: string): Promise<Bench> {
   const cluster = new ClusterView(kube, namespace, MAX_STARTED);
   await cluster.start();
   await createLegacyDeployments(kube, namespace);
+  await controllersCaughtUp(cluster);
   log(`starting the API, the builds worker and the init worker (from ${FROM})`);
   const api = await spawnApi(apiEnv, join(work, 'api.log'), 300_000, { from: FROM });
   const buildsWorker = await spawnWorker(
@@ -867,22 +891,30 @@ async function temporalWiped(b: Bench) {
     address: b.sandbox.temporal.address,
     namespace: b.sandbox.temporal.namespace,
   });
-  let running = 0;
+  // Started is not adopted: a build is taken over once its workflow ran its first task, which
+  // sets its search attributes (workflows/build-workflow.ts, adopt).
+  const count = (q: string) =>
+    b.client.workflowService
+      .countWorkflowExecutions({ namespace: b.sandbox.temporal.namespace, query: q })
+      .then((r) => r.count?.toNumber() ?? 0)
+      .catch(() => 0);
+  let running: number;
+  let taken = 0;
+  let runningMs: number | undefined;
   let lastLine = now();
-  while (running < expected) {
-    running =
-      (await b.client.workflowService
-        .countWorkflowExecutions({ namespace: b.sandbox.temporal.namespace, query })
-        .then((r) => r.count?.toNumber() ?? 0)
-        .catch(() => 0)) ?? 0;
+  while (taken < expected) {
+    running = await count(query);
+    taken = await count(`${query} AND ${buildSearchAttributeKeys.status.name} IS NOT NULL`);
+    if (running >= expected) runningMs ??= now() - t0;
     if (now() - lastLine > 5000) {
       lastLine = now();
       log(
-        `[wipe] ${((now() - t0) / 1000).toFixed(0)} s: ${running}/${expected} builds adopted back`,
+        `[wipe] ${((now() - t0) / 1000).toFixed(0)} s: ${running}/${expected} workflows started, ` +
+          `${taken} of them took the build over`,
       );
     }
     if (now() - t0 > 3_600_000) throw new Error('builds not adopted back within an hour');
-    if (running < expected) await sleep(1000);
+    if (taken < expected) await sleep(1000);
   }
   const seconds = (now() - t0) / 1000;
   const cpu = cpuBetween(before, await snapshot(b));
@@ -917,6 +949,7 @@ async function temporalWiped(b: Bench) {
   return {
     builds: expected,
     seconds,
+    workflowsStartedSeconds: (runningMs ?? now() - t0) / 1000,
     temporalRestartMs: restartedMs,
     fleetWorkflow: fleet,
     initSlotsWorkflow: initSlots,
@@ -1144,7 +1177,7 @@ function figures(
     {
       figure: `Temporal wiped → ${once.wipe.builds} builds adopted back`,
       target: '≤ 120 s for 10,000 builds',
-      measured: `${once.wipe.seconds.toFixed(1)} s (server restart included)${at}`,
+      measured: `${once.wipe.seconds.toFixed(1)} s to every workflow's first task (every workflow started after ${once.wipe.workflowsStartedSeconds.toFixed(1)} s; server restart included)${at}`,
       met: once.wipe.seconds <= 120,
     },
     {
