@@ -7,7 +7,7 @@ import { Context } from '@temporalio/activity';
 import type { V1Deployment } from '@kubernetes/client-node';
 import { BUILD_LABEL, type BuildStatus } from '../domain/build.js';
 import { buildView } from '../domain/build-view.js';
-import { planEvictions } from '../domain/fleet.js';
+import { planEvictions, withChanges, type FleetChange } from '../domain/fleet.js';
 import type { FleetLimits } from '../domain/messages.js';
 import { GitHubApiError, isTransientGitHubError, type GitHubClient } from '../lib/github.js';
 import { listLeanDeployments } from '../lib/kube.js';
@@ -31,6 +31,8 @@ export type FleetActivityDeps = Pick<
 export interface FleetPlanRequest {
   limits: FleetLimits;
   inFlight: Record<string, 'stop' | 'undeploy'>;
+  /** What builds told the fleet of their changes, still to be seen in the cache. */
+  changes?: FleetChange[];
 }
 
 /** The evictions to ask for, and nothing of the fleet itself (docs/architecture.md). */
@@ -39,6 +41,8 @@ export interface FleetPlanResult {
   undeploy: string[];
   /** Evictions in flight that the cluster now shows done (or whose build is gone). */
   settled: string[];
+  /** Builds whose told change the cache now shows (or that are gone). */
+  caughtUp?: string[];
   /** Counts as planned from, for the fleet's log. */
   counts: { deployed: number; running: number };
 }
@@ -173,7 +177,22 @@ export function createFleetActivities(deps: FleetActivityDeps) {
      * fleet's history, whatever the number of builds (docs/architecture.md, "The fleet").
      */
     async fleetPlan(request: FleetPlanRequest): Promise<FleetPlanResult> {
-      const members = fleetMembers(await deploymentsNow());
+      // A change a build told is counted even when the watch has not brought it yet.
+      const told = withChanges(
+        fleetMembers(await deploymentsNow()),
+        request.changes ?? [],
+        (c) => ({
+          name: c.build,
+          status: c.status,
+          lastScaled: c.lastScaled,
+          created: c.lastScaled,
+          repo: '',
+          targetBranch: '',
+          pr: null,
+          sticky: false,
+        }),
+      );
+      const members = told.members;
       const byName = new Map(members.map((build) => [build.name, build]));
       // An eviction asked for is not yet visible on the cluster: count it as done, so that the
       // same excess is not answered twice (once seen, or once the build is gone, it settles).
@@ -193,6 +212,7 @@ export function createFleetActivities(deps: FleetActivityDeps) {
       return {
         ...plan,
         settled,
+        ...(request.changes ? { caughtUp: told.caughtUp } : {}),
         counts: {
           deployed: members.length,
           running: members.filter((b) => b.status === 'started' || b.status === 'starting').length,

@@ -46,3 +46,44 @@ export function planEvictions(builds: readonly FleetMember[], limits: FleetLimit
           .map((b) => b.name);
   return { stop, undeploy };
 }
+
+/**
+ * What a build told the fleet of itself when it changed (`fleetChangedSignal`): its status and
+ * the last-scaled time it wrote onto its Deployment.
+ */
+export interface FleetChange {
+  build: string;
+  status: BuildStatus;
+  /** ISO time the build wrote as `runboat/last-scaled`; empty when it never scaled. */
+  lastScaled: string;
+}
+
+/**
+ * The members as the builds told them, where the cache the fleet plans from has not shown their
+ * change yet (a watch a few hundred milliseconds late would otherwise hide a start beyond the
+ * limit until the next change). `caughtUp`: the changes the cache now shows, or whose build it
+ * no longer has; those need not be told again.
+ */
+export function withChanges<M extends FleetMember>(
+  members: readonly M[],
+  changes: readonly FleetChange[],
+  unseen: (change: FleetChange) => M,
+): { members: M[]; caughtUp: string[] } {
+  const index = new Map(members.map((member, i) => [member.name, i]));
+  const result = members.slice();
+  const caughtUp: string[] = [];
+  for (const change of changes) {
+    const i = index.get(change.build);
+    const member = i === undefined ? undefined : result[i];
+    if (i === undefined || !member) {
+      // Not seen yet: a new build counts towards the deployed limit; any other is gone.
+      if (change.status === 'todo') result.push(unseen(change));
+      else caughtUp.push(change.build);
+    } else if (member.lastScaled >= change.lastScaled) {
+      caughtUp.push(change.build);
+    } else {
+      result[i] = { ...member, status: change.status, lastScaled: change.lastScaled };
+    }
+  }
+  return { members: result, caughtUp };
+}

@@ -4,6 +4,7 @@
  */
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { BuildStatus, CommitInfo, InitStatus, ResolvedBuild } from './build.js';
+import type { FleetChange } from './fleet.js';
 
 /** Why a build was asked for. */
 export interface BuildTrigger {
@@ -102,8 +103,11 @@ export interface FleetWorkflowInput {
   stickySeconds?: number;
 }
 
-/** A build was deployed or started: the fleet recounts (debounced). */
-export const fleetChangedSignal = defineSignal('fleetChanged');
+/**
+ * A build was deployed or started: the fleet recounts (debounced). The build says what changed,
+ * so that the fleet counts it even before its watch shows it (runs from before said nothing).
+ */
+export const fleetChangedSignal = defineSignal<[FleetChange?]>('fleetChanged');
 /** New limits for the fleet. */
 export const fleetLimitsSignal = defineSignal<[FleetLimits]>('fleetLimits');
 /**

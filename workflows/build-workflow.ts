@@ -109,6 +109,13 @@ const GLOBAL_INIT_LIMIT = 'global-init-limit';
  */
 const FAST_TRANSITIONS = 'fast-transitions';
 
+/**
+ * Patch: a build tells the fleet what changed (its status and last-scaled time), so that the
+ * fleet counts a start before its watch shows it (docs/upgrades.md). Runs from before said
+ * nothing.
+ */
+const FLEET_TOLD_WHAT = 'fleet-told-what';
+
 type ActionKind = 'start' | 'stop' | 'reset' | 'undeploy';
 
 interface Action {
@@ -468,7 +475,14 @@ class Build {
   private async notifyFleet(): Promise<void> {
     if (!this.input.fleetWorkflowId) return;
     try {
-      await getExternalWorkflowHandle(this.input.fleetWorkflowId).signal(fleetChangedSignal);
+      const fleet = getExternalWorkflowHandle(this.input.fleetWorkflowId);
+      if (patched(FLEET_TOLD_WHAT)) {
+        await fleet.signal(fleetChangedSignal, {
+          build: this.state.name,
+          status: this.state.status,
+          lastScaled: this.state.lastScaled ?? '',
+        });
+      } else await fleet.signal(fleetChangedSignal);
     } catch (error) {
       log.warn('fleet not told', { build: this.state.name, error: String(error) });
     }

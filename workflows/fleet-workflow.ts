@@ -20,7 +20,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { BuildActivities } from '../activities/index.js';
-import { planEvictions, type FleetPlan } from '../domain/fleet.js';
+import { planEvictions, type FleetChange, type FleetPlan } from '../domain/fleet.js';
 import {
   evictSignal,
   fleetChangedSignal,
@@ -61,6 +61,9 @@ const FLEET_PLAN_IN_WORKER = 'fleet-plan-in-worker';
  */
 const FLEET_PLAN_LOCAL = 'fleet-plan-local';
 
+/** How long a change a build told is counted while the cache does not show it. */
+const TOLD_FOR_MS = 60_000;
+
 /** Builds signal in bursts (a webhook storm): recount once the burst settles. */
 const DEBOUNCE = '500 milliseconds';
 const LOCAL_DEBOUNCE = '200 milliseconds';
@@ -89,8 +92,11 @@ async function enforceLimits(input: FleetWorkflowInput): Promise<never> {
   let limits: FleetLimits = input.limits;
   let dirty = true;
   const inFlight = new Map<string, 'stop' | 'undeploy'>();
-  setHandler(fleetChangedSignal, () => {
+  /** What builds told of their changes, until the cache shows them (workflow time told). */
+  const told = new Map<string, { change: FleetChange; at: number }>();
+  setHandler(fleetChangedSignal, (change) => {
     dirty = true;
+    if (change) told.set(change.build, { change, at: Date.now() });
   });
   setHandler(fleetLimitsSignal, (next) => {
     limits = next;
@@ -105,9 +111,16 @@ async function enforceLimits(input: FleetWorkflowInput): Promise<never> {
     const inWorker = patched(FLEET_PLAN_IN_WORKER);
     if (inWorker) {
       // Planned where the builds are known: only names cross into this history.
-      const request = { limits, inFlight: Object.fromEntries(inFlight) };
+      // A change the cache never shows (its Deployment never came) is forgotten after a while.
+      for (const [name, { at }] of told) if (Date.now() - at > TOLD_FOR_MS) told.delete(name);
+      const request = {
+        limits,
+        inFlight: Object.fromEntries(inFlight),
+        ...(told.size > 0 ? { changes: [...told.values()].map(({ change }) => change) } : {}),
+      };
       const result = planLocally ? await local.fleetPlan(request) : await fleetPlan(request);
       for (const name of result.settled) inFlight.delete(name);
+      for (const name of result.caughtUp ?? []) told.delete(name);
       plan = result;
     } else {
       const snapshot = await fleetSnapshot();

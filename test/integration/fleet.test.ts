@@ -125,11 +125,23 @@ describe('the fleet', () => {
     );
     // 12 builds were deployed; 7 were undeployed and 2 stopped: nothing else crossed over.
     expect(evicted.size).toBeLessThanOrEqual(9);
+    // Besides: the changes builds told that the cache now shows (names of this test's 12).
+    let caughtUp = 0;
     for (const result of results) {
-      expect(Object.keys(result).sort()).toEqual(['counts', 'settled', 'stop', 'undeploy']);
+      expect(
+        Object.keys(result)
+          .filter((key) => key !== 'caughtUp')
+          .sort(),
+      ).toEqual(['counts', 'settled', 'stop', 'undeploy']);
       for (const name of result.settled as string[]) expect(evicted).toContain(name);
+      const told = (result.caughtUp ?? []) as string[];
+      expect(told.length).toBeLessThanOrEqual(12);
+      caughtUp += told.length;
     }
+    // Each deploy and each start told the fleet; the cache caught up with them.
+    expect(caughtUp).toBeGreaterThan(0);
     const largest = Math.max(...results.map((r) => JSON.stringify(r).length));
+    expect(largest).toBeLessThan(1024);
     console.log(`fleet plan results: ${results.length}, largest ${largest} bytes`);
   });
 });

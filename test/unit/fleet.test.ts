@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { BuildStatus } from '../../domain/build.js';
-import { planEvictions, type FleetMember } from '../../domain/fleet.js';
+import { planEvictions, withChanges, type FleetMember } from '../../domain/fleet.js';
 
 const build = (name: string, status: BuildStatus, minute: number, sticky = false): FleetMember => ({
   name,
@@ -59,5 +59,57 @@ describe('planEvictions', () => {
       build('f', 'failed', 3),
     ];
     expect(planEvictions(builds, { maxStarted: 1, maxDeployed: 1 }).undeploy).toEqual(['f']);
+  });
+});
+
+describe('withChanges', () => {
+  const limits = { maxStarted: 2, maxDeployed: 4 };
+  const unseen = (c: { build: string; status: BuildStatus; lastScaled: string }): FleetMember => ({
+    name: c.build,
+    status: c.status,
+    lastScaled: c.lastScaled,
+    sticky: false,
+  });
+
+  it('counts a start the cache does not show yet, so the limit is restored at once', () => {
+    // The cache still shows `c` stopped: the plan alone sees 2 started of 2 and stops nothing.
+    const cache = [build('a', 'started', 1), build('b', 'started', 2), build('c', 'stopped', 0)];
+    expect(planEvictions(cache, limits).stop).toEqual([]);
+    const told = withChanges(
+      cache,
+      [{ build: 'c', status: 'starting', lastScaled: '2026-11-22T10:03:00Z' }],
+      unseen,
+    );
+    expect(told.caughtUp).toEqual([]);
+    expect(planEvictions(told.members, limits).stop).toEqual(['a']);
+  });
+
+  it('forgets a change once the cache shows it, or a later one', () => {
+    const cache = [build('a', 'started', 3), build('b', 'stopped', 9)];
+    const told = withChanges(
+      cache,
+      [
+        { build: 'a', status: 'starting', lastScaled: '2026-11-22T10:03:00Z' },
+        // Stopped by the fleet since it told its start.
+        { build: 'b', status: 'starting', lastScaled: '2026-11-22T10:05:00Z' },
+        // Undeployed since.
+        { build: 'gone', status: 'starting', lastScaled: '2026-11-22T10:04:00Z' },
+      ],
+      unseen,
+    );
+    expect(told.caughtUp).toEqual(['a', 'b', 'gone']);
+    expect(told.members).toEqual(cache);
+  });
+
+  it('counts a new build not seen yet towards the deployed limit', () => {
+    const cache = [
+      build('a', 'stopped', 1),
+      build('b', 'stopped', 2),
+      build('c', 'stopped', 3),
+      build('d', 'stopped', 4),
+    ];
+    const told = withChanges(cache, [{ build: 'new', status: 'todo', lastScaled: '' }], unseen);
+    expect(told.caughtUp).toEqual([]);
+    expect(planEvictions(told.members, limits).undeploy).toEqual(['a']);
   });
 });
