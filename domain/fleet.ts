@@ -7,6 +7,14 @@
 import type { BuildStatus } from './build.js';
 import type { FleetLimits } from './messages.js';
 
+/**
+ * History events after which the fleet and the init slots workflows continue as new. Both are
+ * singletons that every build talks to: when a busy worker's cache evicts one, its next task
+ * replays its history first, and at the thousands of events Temporal suggests that took seconds
+ * (docs/architecture.md, "The workflows").
+ */
+export const SINGLETON_HISTORY_EVENTS = 1000;
+
 /** What the rules need to know of a build. */
 export interface FleetMember {
   name: string;

@@ -127,8 +127,9 @@ export interface InitSlotsInput {
   /** Seconds between two checks that the holders' workflows still run (default 60). */
   checkSeconds?: number;
   /**
-   * Continue-as-new once history has more events than this (default: only when Temporal
-   * suggests it; the worker leaves it unset, tests set it low).
+   * Continue-as-new once history has more events than this (default: `SINGLETON_HISTORY_EVENTS`
+   * of domain/fleet.ts, or sooner when Temporal suggests it; the worker leaves it unset, tests
+   * set it low).
    */
   maxHistoryEvents?: number;
 }

@@ -20,7 +20,12 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { BuildActivities } from '../activities/index.js';
-import { planEvictions, type FleetChange, type FleetPlan } from '../domain/fleet.js';
+import {
+  planEvictions,
+  SINGLETON_HISTORY_EVENTS,
+  type FleetChange,
+  type FleetPlan,
+} from '../domain/fleet.js';
 import {
   evictSignal,
   fleetChangedSignal,
@@ -63,6 +68,13 @@ const FLEET_PLAN_LOCAL = 'fleet-plan-local';
 
 /** How long a change a build told is counted while the cache does not show it. */
 const TOLD_FOR_MS = 60_000;
+
+/**
+ * Patch: the fleet continues as new once its history passes {@link SINGLETON_HISTORY_EVENTS}
+ * events, not only when Temporal suggests it (thousands of events): evicted from a busy worker's
+ * cache, it replayed seconds of history before each plan (docs/upgrades.md).
+ */
+const SINGLETON_SHORT_HISTORY = 'singleton-short-history';
 
 /** Builds signal in bursts (a webhook storm): recount once the burst settles. */
 const DEBOUNCE = '500 milliseconds';
@@ -160,7 +172,10 @@ async function enforceLimits(input: FleetWorkflowInput): Promise<never> {
       // Look again soon: the evictions change the counts, and other builds may have come.
       dirty = true;
     }
-    if (workflowInfo().continueAsNewSuggested) {
+    const info = workflowInfo();
+    const longHistory =
+      info.historyLength > SINGLETON_HISTORY_EVENTS && patched(SINGLETON_SHORT_HISTORY);
+    if (info.continueAsNewSuggested || longHistory) {
       return continueAsNew<typeof fleetWorkflow>({ ...input, limits });
     }
   }

@@ -17,6 +17,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { BuildActivities } from '../activities/index.js';
+import { SINGLETON_HISTORY_EVENTS } from '../domain/fleet.js';
 import {
   initSlotGrantedSignal,
   initSlotReleaseSignal,
@@ -38,6 +39,13 @@ const { workflowsNotRunning } = proxyActivities<BuildActivities>({
  */
 const GRANT_AT_ONCE = 'init-slots-grant-at-once';
 
+/**
+ * Patch: the workflow continues as new once its history passes {@link SINGLETON_HISTORY_EVENTS}
+ * events, not only when Temporal suggests it (thousands of events): evicted from a busy worker's
+ * cache, it replays its whole history before its next grant (docs/upgrades.md).
+ */
+const SHORT_HISTORY = 'singleton-short-history';
+
 /** The init slots workflow; its id is `initSlotsWorkflowId(<init task queue>)`. */
 export async function initSlotsWorkflow(input: InitSlotsInput): Promise<void> {
   let limit = input.limit;
@@ -49,8 +57,10 @@ export async function initSlotsWorkflow(input: InitSlotsInput): Promise<void> {
   /** Temporal suggests a new run, or history is longer than the input allows (no command). */
   const continueAsNewDue = () => {
     const info = workflowInfo();
+    if (info.continueAsNewSuggested) return true;
     const most = input.maxHistoryEvents;
-    return info.continueAsNewSuggested || (most !== undefined && info.historyLength > most);
+    if (most !== undefined) return info.historyLength > most;
+    return info.historyLength > SINGLETON_HISTORY_EVENTS && patched(SHORT_HISTORY);
   };
 
   setHandler(initSlotsQuery, () => ({
