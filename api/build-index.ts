@@ -27,8 +27,47 @@ export interface BuildIndexEvents {
 export interface BuildIndexOptions {
   /** Where builds not deployed yet are found; without it the index knows Deployments only. */
   queued?: QueuedBuildSource | undefined;
-  /** Time between two lists of the builds not deployed yet. */
+  /**
+   * Least time between two lists of the builds not deployed yet (default 3 s). A list that took
+   * long spaces the next one out: at most 1/{@link QUEUED_LIST_SHARE} of the time is spent
+   * listing.
+   */
   queuedIntervalMs?: number;
+}
+
+/**
+ * A visibility list on the Temporal dev server's SQLite scans every running workflow: at 10,000
+ * builds one took 1-2.5 s, and one every 3 s kept Temporal busy at 75 % of a core, halving the
+ * rate at which it could start and run workflows. The next list waits this many times as long
+ * as the last one took, when that is longer than the interval.
+ */
+export const QUEUED_LIST_SHARE = 20;
+
+/**
+ * Runs `task` now, then again and again, one at a time: each run starts `intervalMs` after the
+ * previous one ended, or `share` times as long as that one took when that is longer. Resolves
+ * once the first run ended.
+ */
+export async function repeatSpaced(
+  task: () => Promise<void>,
+  intervalMs: number,
+  share: number,
+): Promise<{ stop(): void }> {
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  const run = async () => {
+    const began = Date.now();
+    await task();
+    if (stopped) return;
+    timer = setTimeout(() => void run(), Math.max(intervalMs, (Date.now() - began) * share));
+  };
+  await run();
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
 }
 
 /** The view of a build that has a workflow but no Deployment yet. */
@@ -59,7 +98,7 @@ export class BuildIndex extends EventEmitter<BuildIndexEvents> {
   private readonly queued = new BuildSet();
   private synced = false;
   private supervised: { stop(): Promise<void> } | undefined;
-  private queuedTimer: NodeJS.Timeout | undefined;
+  private queuedLoop: { stop(): void } | undefined;
   private queuedFailing = false;
   /** When `find` added a queued build: the visibility store may not list it for a moment. */
   private readonly foundAt = new Map<string, number>();
@@ -100,19 +139,16 @@ export class BuildIndex extends EventEmitter<BuildIndexEvents> {
     );
     this.synced = true;
     if (this.options.queued) {
-      await this.refreshQueued();
-      let refreshing = false;
-      this.queuedTimer = setInterval(() => {
-        // A slow Temporal must not pile up lists.
-        if (refreshing) return;
-        refreshing = true;
-        void this.refreshQueued().finally(() => (refreshing = false));
-      }, this.options.queuedIntervalMs ?? 3000);
+      this.queuedLoop = await repeatSpaced(
+        () => this.refreshQueued(),
+        this.options.queuedIntervalMs ?? 3000,
+        QUEUED_LIST_SHARE,
+      );
     }
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.queuedTimer);
+    this.queuedLoop?.stop();
     await this.supervised?.stop();
   }
 

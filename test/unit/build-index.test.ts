@@ -4,8 +4,8 @@
  * covers the Deployment taking over).
  */
 import { AppsV1Api, KubeConfig } from '@kubernetes/client-node';
-import { describe, expect, it } from 'vitest';
-import { BuildIndex } from '../../api/build-index.js';
+import { describe, expect, it, vi } from 'vitest';
+import { BuildIndex, QUEUED_LIST_SHARE, repeatSpaced } from '../../api/build-index.js';
 import type { QueuedBuild, QueuedBuildSource } from '../../api/queued-builds.js';
 import type { BuildView } from '../../domain/build-view.js';
 import { buildName } from '../../domain/names.js';
@@ -126,5 +126,42 @@ describe('queued builds in the build index', () => {
     const error = await index.find('bother').catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ClientError);
     expect((error as ClientError).status).toBe(503);
+  });
+});
+
+describe('repeatSpaced (the queued builds list)', () => {
+  it('waits the interval after a quick run, and share × its time after a slow one', async () => {
+    const runs: { began: number; ended: number }[] = [];
+    let slow = false;
+    const loop = await repeatSpaced(
+      async () => {
+        const began = Date.now();
+        await new Promise((resolve) => setTimeout(resolve, slow ? 40 : 0));
+        runs.push({ began, ended: Date.now() });
+      },
+      50,
+      QUEUED_LIST_SHARE,
+    );
+    try {
+      await vi.waitFor(() => expect(runs.length).toBeGreaterThanOrEqual(3), { timeout: 2000 });
+      slow = true;
+      const before = runs.length;
+      await vi.waitFor(() => expect(runs.length).toBeGreaterThanOrEqual(before + 2), {
+        timeout: 5000,
+      });
+    } finally {
+      loop.stop();
+    }
+    const gaps = runs.slice(1).map((run, i) => ({
+      gap: run.began - (runs[i]?.ended ?? 0),
+      took: (runs[i]?.ended ?? 0) - (runs[i]?.began ?? 0),
+    }));
+    const quick = gaps.filter((g) => g.took < 20);
+    const slowGaps = gaps.filter((g) => g.took >= 35);
+    expect(quick.length).toBeGreaterThan(0);
+    for (const g of quick) expect(g.gap).toBeGreaterThanOrEqual(45);
+    // 40 ms lists: at least 20 × 40 ms = 800 ms between two.
+    expect(slowGaps.length).toBeGreaterThan(0);
+    for (const g of slowGaps) expect(g.gap).toBeGreaterThanOrEqual(g.took * QUEUED_LIST_SHARE - 5);
   });
 });
