@@ -18,11 +18,29 @@ import { createKubeClients } from '../lib/kube.js';
 import { connectClient } from '../lib/temporal.js';
 import { legacyDeployment } from './bench-kit.js';
 
-const { values: args } = parseArgs({ options: { builds: { type: 'string', default: '500' } } });
+const { values: args } = parseArgs({
+  options: {
+    builds: { type: 'string', default: '500' },
+    /** `KEY=VALUE` added to the worker's environment (repeatable), e.g. a setting to compare. */
+    'worker-env': { type: 'string', multiple: true, default: [] },
+    /** A directory where the worker writes CPU profiles of its threads (node --cpu-prof). */
+    'cpu-prof': { type: 'string' },
+  },
+});
 const count = Number(args.builds);
+const workerEnv = Object.fromEntries(
+  (args['worker-env'] ?? []).map((pair) => [
+    pair.slice(0, pair.indexOf('=')),
+    pair.slice(pair.indexOf('=') + 1),
+  ]),
+);
 
 async function main(): Promise<void> {
-  const sandbox = await startSandbox({ log: (line) => console.log(`[sandbox] ${line}`) });
+  // Databases in memory, as bench/scale.ts does: on this machine's disk, fsyncs dominate.
+  const sandbox = await startSandbox({
+    log: (line) => console.log(`[sandbox] ${line}`),
+    root: process.env.RUNBOAT_SANDBOX_DIR ?? join('/dev/shm', 'runboat-bench-sandboxes'),
+  });
   const work = await mkdtemp(join(tmpdir(), 'runboat-bench-'));
   let stopWorker: (() => Promise<string>) | undefined;
   try {
@@ -77,24 +95,45 @@ async function main(): Promise<void> {
         RUNBOAT_ADOPT_INTERVAL_SECONDS: '1',
         RUNBOAT_MAX_DEPLOYED: String(count * 2),
         RUNBOAT_LOG_LEVEL: 'info',
+        ...(args['cpu-prof']
+          ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${args['cpu-prof']}` }
+          : {}),
+        ...workerEnv,
       },
       join(work, 'worker.log'),
+      300_000,
+      // The release, as in production (`npm run build` first).
+      {
+        from: 'dist',
+        ...(args['cpu-prof']
+          ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`] }
+          : {}),
+      },
     );
     stopWorker = () => worker.stop();
     let client = await connectClient(temporal);
-    const running = async () =>
+    // Taken over: the workflow ran its first task, which sets its search attributes.
+    const takenOver = async () =>
       (
         await client.workflowService.countWorkflowExecutions({
           namespace: temporal.namespace,
-          query: `WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running'`,
+          query: `WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running' AND RunboatStatus IS NOT NULL`,
         })
       ).count?.toNumber() ?? 0;
     const waitForAll = async () => {
       const started = performance.now();
+      let lastLine = started;
       for (;;) {
-        const n = await running().catch(() => 0);
+        const n = await takenOver().catch(() => 0);
         if (n >= count) return (performance.now() - started) / 1000;
-        await new Promise((r) => setTimeout(r, 250));
+        if (performance.now() - lastLine > 5000) {
+          lastLine = performance.now();
+          const s = (lastLine - started) / 1000;
+          console.log(
+            `[bench] ${s.toFixed(0)} s: ${n}/${count} taken over (${(n / s).toFixed(1)}/s)`,
+          );
+        }
+        await new Promise((r) => setTimeout(r, 1000));
       }
     };
     const firstAdoption = await waitForAll();

@@ -28,6 +28,8 @@ export interface SpawnOptions {
   from?: 'source' | 'dist';
   /** With `from: 'dist'`: the directory holding the release's `dist/` (default: the project's). */
   releaseDir?: string;
+  /** Options for node itself, before the entry point (e.g. `--cpu-prof` for a benchmark). */
+  nodeArgs?: string[];
 }
 
 /** Starts a worker and resolves once it logs that it runs (its workflow bundle is built). */
@@ -65,6 +67,33 @@ export async function spawnApi(
   return { ...api, url };
 }
 
+/** The processes started here that still run. */
+const alive = new Set<ChildProcess>();
+let reaping = false;
+
+/**
+ * Kills the processes started here when this one ends, however it ends: a benchmark stopped
+ * with Ctrl-C (or killed) must not leave a worker and an API running against a sandbox that is
+ * gone, retrying and taking CPU from the next run.
+ */
+function reapOnExit(): void {
+  if (reaping) return;
+  reaping = true;
+  process.once('exit', () => {
+    for (const child of alive) child.kill('SIGKILL');
+  });
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    const onSignal = () => {
+      for (const child of alive) child.kill('SIGKILL');
+      // Then the signal's own ending, as if nobody had listened.
+      process.removeListener(signal, onSignal);
+      process.kill(process.pid, signal);
+    };
+    // Only where nobody else handles the signal: a host with its own handler keeps it.
+    if (process.listenerCount(signal) === 0) process.on(signal, onSignal);
+  }
+}
+
 async function spawnSystemProcess(
   entry: string,
   readyLine: string,
@@ -73,10 +102,12 @@ async function spawnSystemProcess(
   timeoutMs: number,
   options: SpawnOptions,
 ): Promise<WorkerProcess> {
-  const args =
-    options.from === 'dist'
+  const args = [
+    ...(options.nodeArgs ?? []),
+    ...(options.from === 'dist'
       ? [join(options.releaseDir ?? projectRoot, 'dist', `${entry}.js`)]
-      : ['--import', 'tsx', join(projectRoot, `${entry}.ts`)];
+      : ['--import', 'tsx', join(projectRoot, `${entry}.ts`)]),
+  ];
   // Only what this process writes counts: a restarted one appends to its predecessor's log.
   const logStart = existsSync(logFile) ? statSync(logFile).size : 0;
   const fd = openSync(logFile, 'a');
@@ -86,8 +117,13 @@ async function spawnSystemProcess(
     stdio: ['ignore', fd, fd],
   });
   closeSync(fd);
+  alive.add(child);
+  reapOnExit();
   const exited = new Promise<string>((resolveExit) =>
-    child.on('exit', (code, signal) => resolveExit(signal ?? String(code))),
+    child.on('exit', (code, signal) => {
+      alive.delete(child);
+      resolveExit(signal ?? String(code));
+    }),
   );
   const worker: WorkerProcess = {
     child,
