@@ -23,8 +23,6 @@ const { values: args } = parseArgs({
     builds: { type: 'string', default: '500' },
     /** `KEY=VALUE` added to the worker's environment (repeatable), e.g. a setting to compare. */
     'worker-env': { type: 'string', multiple: true, default: [] },
-    /** A directory where the worker writes CPU profiles of its threads (node --cpu-prof). */
-    'cpu-prof': { type: 'string' },
   },
 });
 const count = Number(args.builds);
@@ -95,20 +93,12 @@ async function main(): Promise<void> {
         RUNBOAT_ADOPT_INTERVAL_SECONDS: '1',
         RUNBOAT_MAX_DEPLOYED: String(count * 2),
         RUNBOAT_LOG_LEVEL: 'info',
-        ...(args['cpu-prof']
-          ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${args['cpu-prof']}` }
-          : {}),
         ...workerEnv,
       },
       join(work, 'worker.log'),
       300_000,
       // The release, as in production (`npm run build` first).
-      {
-        from: 'dist',
-        ...(args['cpu-prof']
-          ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${args['cpu-prof']}`] }
-          : {}),
-      },
+      { from: 'dist' },
     );
     stopWorker = () => worker.stop();
     let client = await connectClient(temporal);
