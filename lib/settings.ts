@@ -203,6 +203,13 @@ const envSchema = z.object({
    * number of builds.
    */
   RUNBOAT_MAX_CACHED_WORKFLOWS: positiveInt.min(2).default(250),
+  /**
+   * Workflow task polls a builds worker keeps open, half on the builds task queue (the first task
+   * of every new workflow: webhooks, adoption) and half on its own sticky queue (workflows in its
+   * cache). Temporal's default of 10 polls, 2 of them on the task queue, adopted builds at about
+   * 22/s after Temporal lost its database (docs/operations.md, "Memory").
+   */
+  RUNBOAT_WORKFLOW_TASK_POLLS: positiveInt.min(2).max(40).default(20),
   /** Started builds at most; one more stops the least recently scaled started build. */
   RUNBOAT_MAX_STARTED: positiveInt.default(6),
   /** Deployed builds at most; beyond, the oldest stopped or failed ones are undeployed. */

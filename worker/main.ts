@@ -250,6 +250,10 @@ async function main(): Promise<void> {
         // Builds are idle for days: a bounded cache keeps the worker's memory flat with the
         // number of builds; an evicted build replays its short history at its next task.
         maxCachedWorkflows: settings.RUNBOAT_MAX_CACHED_WORKFLOWS,
+        // New workflows' first tasks wait on the task queue itself: half the polls there, not
+        // Temporal's default fifth, so that thousands of adopted builds are taken over quickly.
+        maxConcurrentWorkflowTaskPolls: settings.RUNBOAT_WORKFLOW_TASK_POLLS,
+        nonStickyToStickyPollRatio: 0.5,
         ...code,
       }),
     );
