@@ -8,8 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
-import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   initSlotGrantedSignal,
   initSlotReleaseSignal,
@@ -17,37 +16,25 @@ import {
   initSlotsQuery,
   type InitSlotsInput,
 } from '../../domain/messages.js';
-import { eventually, temporalClient } from './helpers.js';
-
-// The worker's lifecycle lines would bury the test report.
-Runtime.install({ logger: new DefaultLogger('WARN') });
+import { eventually } from './helpers.js';
+import { startWorkflowWorker, type WorkflowWorker } from './workflow-worker.js';
 
 const taskQueue = `init-slots-continue-${randomBytes(4).toString('hex')}`;
+let env: WorkflowWorker | undefined;
 let client: Client;
-let connection: NativeConnection;
-let worker: Worker;
-let running: Promise<void>;
 
 beforeAll(async () => {
-  const { temporal } = inject('sandbox');
-  client = await temporalClient();
-  connection = await NativeConnection.connect({ address: temporal.address });
-  worker = await Worker.create({
-    connection,
-    namespace: temporal.namespace,
+  env = await startWorkflowWorker({
     taskQueue,
     workflowsPath: fileURLToPath(
       new URL('../../workflows/init-slots-workflow.ts', import.meta.url),
     ),
   });
-  running = worker.run();
+  client = env.client;
 }, 120_000);
 
 afterAll(async () => {
-  worker?.shutdown();
-  await running;
-  await connection?.close();
-  await client?.connection.close();
+  await env?.stop();
 });
 
 /** The tickets of the grant signals a workflow received, in order. */

@@ -8,8 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { Client, WorkflowHandle } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SINGLETON_HISTORY_EVENTS } from '../../domain/fleet.js';
 import {
   fleetChangedSignal,
@@ -18,24 +17,14 @@ import {
   type FleetWorkflowInput,
   type InitSlotsInput,
 } from '../../domain/messages.js';
-import { temporalClient } from './helpers.js';
-
-// The worker's lifecycle lines would bury the test report.
-Runtime.install({ logger: new DefaultLogger('WARN') });
+import { startWorkflowWorker, type WorkflowWorker } from './workflow-worker.js';
 
 const taskQueue = `singleton-history-${randomBytes(4).toString('hex')}`;
+let env: WorkflowWorker | undefined;
 let client: Client;
-let connection: NativeConnection;
-let worker: Worker;
-let running: Promise<void>;
 
 beforeAll(async () => {
-  const { temporal } = inject('sandbox');
-  client = await temporalClient();
-  connection = await NativeConnection.connect({ address: temporal.address });
-  worker = await Worker.create({
-    connection,
-    namespace: temporal.namespace,
+  env = await startWorkflowWorker({
     taskQueue,
     workflowsPath: fileURLToPath(new URL('../../workflows/index.ts', import.meta.url)),
     activities: {
@@ -50,14 +39,11 @@ beforeAll(async () => {
       workflowsNotRunning: () => Promise.resolve([]),
     },
   });
-  running = worker.run();
+  client = env.client;
 }, 120_000);
 
 afterAll(async () => {
-  worker?.shutdown();
-  await running;
-  await connection?.close();
-  await client?.connection.close();
+  await env?.stop();
 });
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
