@@ -953,6 +953,18 @@ async function temporalWiped(b: Bench) {
       () => (restoredAfterWipeMs = now() - t),
       () => undefined,
     );
+    if (restoredAfterWipeMs === null) {
+      // What the fleet did meanwhile, for whoever looks into it.
+      const file = join(b.work, 'fleet-after-wipe.json');
+      const history = await b.client.workflow
+        .getHandle(fleetWorkflowId(b.queues.builds))
+        .fetchHistory()
+        .catch((error: unknown) => ({ error: String(error) }));
+      await writeFile(file, JSON.stringify({ started: candidate, history }, null, 1));
+      log(
+        `[wipe] the limit was not restored; ${b.cluster.scaledUp.size} scaled up; the fleet's history in ${file}`,
+      );
+    }
   }
   log(
     `[wipe] ${expected} builds adopted back ${seconds.toFixed(1)} s after the wipe; fleet ${fleet}, init slots ${initSlots}`,
