@@ -70,6 +70,20 @@ const FLEET_PLAN_LOCAL = 'fleet-plan-local';
 const TOLD_FOR_MS = 60_000;
 
 /**
+ * Patch: an eviction asked for is counted as under way for {@link IN_FLIGHT_FOR_MS} at most, and
+ * for {@link SIGNAL_FAILED_RETRY_MS} once its signal failed. A build may ignore the signal (it moved on, or an action of
+ * its own is pending) or never get it (its workflow not yet adopted back after Temporal lost it):
+ * counted as stopping forever, it hid the excess and the limit stayed crossed (docs/upgrades.md).
+ */
+const FLEET_IN_FLIGHT_EXPIRES = 'fleet-in-flight-expires';
+
+/** How long an eviction the cache does not show yet is counted as under way. */
+const IN_FLIGHT_FOR_MS = 10_000;
+
+/** How soon an eviction whose signal failed is planned again. */
+const SIGNAL_FAILED_RETRY_MS = 3_000;
+
+/**
  * Patch: the fleet continues as new once its history passes {@link SINGLETON_HISTORY_EVENTS}
  * events, not only when Temporal suggests it (thousands of events): evicted from a busy worker's
  * cache, it replayed seconds of history before each plan (docs/upgrades.md).
@@ -104,6 +118,8 @@ async function enforceLimits(input: FleetWorkflowInput): Promise<never> {
   let limits: FleetLimits = input.limits;
   let dirty = true;
   const inFlight = new Map<string, 'stop' | 'undeploy'>();
+  /** When each eviction in flight was asked for (workflow time). */
+  const askedAt = new Map<string, number>();
   /** What builds told of their changes, until the cache shows them (workflow time told). */
   const told = new Map<string, { change: FleetChange; at: number }>();
   setHandler(fleetChangedSignal, (change) => {
@@ -115,7 +131,23 @@ async function enforceLimits(input: FleetWorkflowInput): Promise<never> {
     dirty = true;
   });
   for (;;) {
-    await condition(() => dirty, (input.recountSeconds ?? 60) * 1000);
+    const recountMs = (input.recountSeconds ?? 60) * 1000;
+    if (askedAt.size > 0 && patched(FLEET_IN_FLIGHT_EXPIRES)) {
+      // Look again when the oldest eviction asked for stops counting, if nothing comes first.
+      const expires = Math.min(...askedAt.values()) + IN_FLIGHT_FOR_MS - Date.now();
+      await condition(() => dirty, Math.max(1, Math.min(recountMs, expires)));
+      for (const [name, at] of askedAt) {
+        if (Date.now() - at < IN_FLIGHT_FOR_MS) continue;
+        askedAt.delete(name);
+        if (inFlight.delete(name)) {
+          log.info('eviction not seen in time, counted again', { build: name });
+          dirty = true;
+        }
+      }
+      if (!dirty) continue;
+    } else {
+      await condition(() => dirty, recountMs);
+    }
     const planLocally = patched(FLEET_PLAN_LOCAL);
     await sleep(planLocally ? LOCAL_DEBOUNCE : DEBOUNCE);
     dirty = false;
@@ -131,7 +163,10 @@ async function enforceLimits(input: FleetWorkflowInput): Promise<never> {
         ...(told.size > 0 ? { changes: [...told.values()].map(({ change }) => change) } : {}),
       };
       const result = planLocally ? await local.fleetPlan(request) : await fleetPlan(request);
-      for (const name of result.settled) inFlight.delete(name);
+      for (const name of result.settled) {
+        inFlight.delete(name);
+        askedAt.delete(name);
+      }
       for (const name of result.caughtUp ?? []) told.delete(name);
       plan = result;
     } else {
@@ -153,15 +188,21 @@ async function enforceLimits(input: FleetWorkflowInput): Promise<never> {
     }
     for (const name of plan.stop) inFlight.set(name, 'stop');
     for (const name of plan.undeploy) inFlight.set(name, 'undeploy');
+    const expiring = patched(FLEET_IN_FLIGHT_EXPIRES);
+    if (expiring)
+      for (const name of [...plan.stop, ...plan.undeploy]) askedAt.set(name, Date.now());
     const sends = [
       ...plan.stop.map((name) => [name, 'stop'] as const),
       ...plan.undeploy.map((name) => [name, 'undeploy'] as const),
     ].map(([name, kind]) => async () => {
       await getExternalWorkflowHandle(name)
         .signal(evictSignal, kind)
-        .catch((error: unknown) =>
-          log.warn(`${kind} not sent`, { build: name, error: String(error) }),
-        );
+        .catch((error: unknown) => {
+          log.warn(`${kind} not sent`, { build: name, error: String(error) });
+          // Not under way: counted as it is again soon (not at once: a build whose workflow is
+          // gone until the next adoption round would be asked over and over).
+          if (expiring) askedAt.set(name, Date.now() - IN_FLIGHT_FOR_MS + SIGNAL_FAILED_RETRY_MS);
+        });
     });
     // All at once (one workflow task, whatever the number); runs from before the patch sent one
     // signal per task and replay them so.
