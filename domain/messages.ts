@@ -101,6 +101,23 @@ export interface FleetWorkflowInput {
   recountSeconds?: number;
   /** Seconds between two checks that every sticky branch head has a build (default 300). */
   stickySeconds?: number;
+  /** What the previous run still counted, handed over by continue-as-new. */
+  carried?: FleetCarried;
+  /**
+   * Continue-as-new once the history has more events than this (default: past
+   * `SINGLETON_HISTORY_EVENTS`, or when Temporal suggests it; tests set it low).
+   */
+  maxHistoryEvents?: number;
+}
+
+/**
+ * The fleet's memory across continue-as-new (times are workflow times): the evictions asked for
+ * that the cache did not show yet, and the changes builds told that it did not show yet. Without
+ * them the next run would ask again, or miss a start beyond the limit until the next change.
+ */
+export interface FleetCarried {
+  inFlight: { build: string; kind: 'stop' | 'undeploy'; at: number }[];
+  told: { change: FleetChange; at: number }[];
 }
 
 /**

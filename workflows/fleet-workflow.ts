@@ -30,6 +30,7 @@ import {
   evictSignal,
   fleetChangedSignal,
   fleetLimitsSignal,
+  type FleetCarried,
   type FleetLimits,
   type FleetWorkflowInput,
 } from '../domain/messages.js';
@@ -117,11 +118,16 @@ async function keepStickyHeads(input: FleetWorkflowInput): Promise<never> {
 async function enforceLimits(input: FleetWorkflowInput): Promise<never> {
   let limits: FleetLimits = input.limits;
   let dirty = true;
-  const inFlight = new Map<string, 'stop' | 'undeploy'>();
+  const carried = input.carried;
+  const inFlight = new Map<string, 'stop' | 'undeploy'>(
+    carried?.inFlight.map(({ build, kind }) => [build, kind]),
+  );
   /** When each eviction in flight was asked for (workflow time). */
-  const askedAt = new Map<string, number>();
+  const askedAt = new Map<string, number>(carried?.inFlight.map(({ build, at }) => [build, at]));
   /** What builds told of their changes, until the cache shows them (workflow time told). */
-  const told = new Map<string, { change: FleetChange; at: number }>();
+  const told = new Map<string, { change: FleetChange; at: number }>(
+    carried?.told.map((entry) => [entry.change.build, entry]),
+  );
   setHandler(fleetChangedSignal, (change) => {
     dirty = true;
     if (change) told.set(change.build, { change, at: Date.now() });
@@ -215,9 +221,19 @@ async function enforceLimits(input: FleetWorkflowInput): Promise<never> {
     }
     const info = workflowInfo();
     const longHistory =
-      info.historyLength > SINGLETON_HISTORY_EVENTS && patched(SINGLETON_SHORT_HISTORY);
+      input.maxHistoryEvents !== undefined
+        ? info.historyLength > input.maxHistoryEvents
+        : info.historyLength > SINGLETON_HISTORY_EVENTS && patched(SINGLETON_SHORT_HISTORY);
     if (info.continueAsNewSuggested || longHistory) {
-      return continueAsNew<typeof fleetWorkflow>({ ...input, limits });
+      const next: FleetCarried = {
+        inFlight: [...inFlight].map(([build, kind]) => ({
+          build,
+          kind,
+          at: askedAt.get(build) ?? Date.now(),
+        })),
+        told: [...told.values()],
+      };
+      return continueAsNew<typeof fleetWorkflow>({ ...input, limits, carried: next });
     }
   }
 }
