@@ -4,7 +4,7 @@
  * its database deleted, and the time until every build has a running workflow again is measured
  * (by visibility, polled every 250 ms). Writes bench/reports/adoption.{json,md}.
  *
- *   npx tsx bench/adoption.ts [--builds 500]
+ *   npx tsx bench/adoption.ts [--builds 500] [--worker-env KEY=VALUE] [--node-arg --prof]
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
@@ -23,6 +23,8 @@ const { values: args } = parseArgs({
     builds: { type: 'string', default: '500' },
     /** `KEY=VALUE` added to the worker's environment (repeatable), e.g. a setting to compare. */
     'worker-env': { type: 'string', multiple: true, default: [] },
+    /** An option for the worker's node (repeatable), e.g. `--prof` to see where its CPU goes. */
+    'node-arg': { type: 'string', multiple: true, default: [] },
   },
 });
 const count = Number(args.builds);
@@ -98,7 +100,7 @@ async function main(): Promise<void> {
       join(work, 'worker.log'),
       300_000,
       // The release, as in production (`npm run build` first).
-      { from: 'dist' },
+      { from: 'dist', nodeArgs: args['node-arg'] ?? [] },
     );
     stopWorker = () => worker.stop();
     let client = await connectClient(temporal);

@@ -28,6 +28,8 @@ export interface SpawnOptions {
   from?: 'source' | 'dist';
   /** With `from: 'dist'`: the directory holding the release's `dist/` (default: the project's). */
   releaseDir?: string;
+  /** Options for node itself, before the entry (e.g. `--prof` to see where a benchmark's CPU goes). */
+  nodeArgs?: readonly string[];
 }
 
 /** Starts a worker and resolves once it logs that it runs (its workflow bundle is built). */
@@ -100,10 +102,12 @@ async function spawnSystemProcess(
   timeoutMs: number,
   options: SpawnOptions,
 ): Promise<WorkerProcess> {
-  const args =
-    options.from === 'dist'
+  const args = [
+    ...(options.nodeArgs ?? []),
+    ...(options.from === 'dist'
       ? [join(options.releaseDir ?? projectRoot, 'dist', `${entry}.js`)]
-      : ['--import', 'tsx', join(projectRoot, `${entry}.ts`)];
+      : ['--import', 'tsx', join(projectRoot, `${entry}.ts`)]),
+  ];
   // Only what this process writes counts: a restarted one appends to its predecessor's log.
   const logStart = existsSync(logFile) ? statSync(logFile).size : 0;
   const fd = openSync(logFile, 'a');
