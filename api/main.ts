@@ -2,35 +2,119 @@
  * The API process: the composition root of the REST API, the GitHub webhook and the web UI.
  * It reads builds from an informer cache and changes them only through Temporal.
  */
-import { collectDefaultMetrics, Registry } from 'prom-client';
-import { createGitHubClientFromSettings } from '../lib/github.js';
-import { createBuildLogs } from '../lib/build-logs.js';
-import { createKubeClients } from '../lib/kube.js';
-import { createLogger } from '../lib/logger.js';
-import { loadSettings, reposFileReader, SettingsError } from '../lib/settings.js';
-import { connectClient, temporalConnectionOptions } from '../lib/temporal.js';
-import { createApp } from './app.js';
-import { BuildIndex } from './build-index.js';
-import { createBuildCommands } from './commands.js';
+import { createServer } from 'node:http';
+import { loadSettings, SettingsError } from '../lib/settings.js';
+import { answerWhileStarting } from './starting.js';
 import { trackShutdown } from './graceful-shutdown.js';
-import { temporalQueuedBuilds } from './queued-builds.js';
-import { createTimelines, workflowLink } from './timeline.js';
-import { webUi } from './ui.js';
-import { createSessions } from './session.js';
-import { SummaryFeed } from './fleet-summary.js';
-import { githubWebhook } from './webhook.js';
-import { registerWorkerMetrics } from './worker-metrics.js';
-import { createWorkerStatus } from './worker-status.js';
+
+/**
+ * The rest of the process, loaded once it listens: these modules (the Kubernetes and Temporal
+ * clients above all) took most of a second of CPU to load, before the first answer.
+ */
+async function loadModules() {
+  const [
+    prom,
+    githubModule,
+    buildLogs,
+    kubeModule,
+    loggerModule,
+    settingsModule,
+    temporalModule,
+    appModule,
+    indexModule,
+    commandsModule,
+    queuedModule,
+    timelineModule,
+    uiModule,
+    sessionModule,
+    summaryModule,
+    webhookModule,
+    workerMetricsModule,
+    workerStatusModule,
+  ] = await Promise.all([
+    import('prom-client'),
+    import('../lib/github.js'),
+    import('../lib/build-logs.js'),
+    import('../lib/kube.js'),
+    import('../lib/logger.js'),
+    import('../lib/settings.js'),
+    import('../lib/temporal.js'),
+    import('./app.js'),
+    import('./build-index.js'),
+    import('./commands.js'),
+    import('./queued-builds.js'),
+    import('./timeline.js'),
+    import('./ui.js'),
+    import('./session.js'),
+    import('./fleet-summary.js'),
+    import('./webhook.js'),
+    import('./worker-metrics.js'),
+    import('./worker-status.js'),
+  ]);
+  return {
+    ...prom,
+    ...githubModule,
+    ...buildLogs,
+    ...kubeModule,
+    ...loggerModule,
+    ...settingsModule,
+    ...temporalModule,
+    ...appModule,
+    ...indexModule,
+    ...commandsModule,
+    ...queuedModule,
+    ...timelineModule,
+    ...uiModule,
+    ...sessionModule,
+    ...summaryModule,
+    ...webhookModule,
+    ...workerMetricsModule,
+    ...workerStatusModule,
+  };
+}
 
 async function main(): Promise<void> {
   const settings = loadSettings();
-  // Lines written in the background: a webhook delivery does not wait for stdout.
-  const logger = createLogger(settings.RUNBOAT_LOG_LEVEL, 'runboat-api', { sync: false });
   if (!settings.RUNBOAT_WEBHOOK_SECRET && !settings.RUNBOAT_WEBHOOK_INSECURE) {
     throw new SettingsError(
       'environment RUNBOAT_WEBHOOK_SECRET: required (or RUNBOAT_WEBHOOK_INSECURE=true in development)',
     );
   }
+  // Listening first: until the application below is ready, health answers and the rest is a 503
+  // (api/starting.ts), so that a restart is answered at once (docs/operations.md, "The API at
+  // scale"); a port in use fails the start before anything else is done.
+  const server = createServer(answerWhileStarting);
+  const shutdown = trackShutdown(server);
+  server.listen(settings.RUNBOAT_API_PORT, settings.RUNBOAT_API_HOST);
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  const {
+    collectDefaultMetrics,
+    Registry,
+    createGitHubClientFromSettings,
+    createBuildLogs,
+    createKubeClients,
+    createLogger,
+    reposFileReader,
+    connectClient,
+    temporalConnectionOptions,
+    createApp,
+    BuildIndex,
+    createBuildCommands,
+    temporalQueuedBuilds,
+    createTimelines,
+    workflowLink,
+    webUi,
+    createSessions,
+    SummaryFeed,
+    githubWebhook,
+    registerWorkerMetrics,
+    createWorkerStatus,
+  } = await loadModules();
+  // Lines written in the background: a webhook delivery does not wait for stdout.
+  const logger = createLogger(settings.RUNBOAT_LOG_LEVEL, 'runboat-api', { sync: false });
   const temporal = {
     ...temporalConnectionOptions(settings),
     namespace: settings.RUNBOAT_TEMPORAL_NAMESPACE,
@@ -43,15 +127,28 @@ async function main(): Promise<void> {
       retrySeconds: settings.RUNBOAT_CLEANUP_RETRY_SECONDS,
     },
   };
-  const client = await connectClient(temporal);
+  // Temporal is connected to while the builds are listed: the list needs it only at its end.
+  const connecting = connectClient(temporal);
+  connecting.catch(() => undefined);
   const kube = createKubeClients({
     kubeconfig: settings.RUNBOAT_KUBECONFIG,
     context: settings.RUNBOAT_KUBE_CONTEXT,
   });
   const namespace = settings.RUNBOAT_BUILD_NAMESPACE;
+  const queued = connecting.then((client) =>
+    temporalQueuedBuilds({ client, buildsTaskQueue: temporal.buildsTaskQueue }),
+  );
   const index = new BuildIndex(kube, namespace, settings.RUNBOAT_BUILD_DOMAIN, logger, {
-    queued: temporalQueuedBuilds({ client, buildsTaskQueue: temporal.buildsTaskQueue }),
+    queued: {
+      list: async () => (await queued).list(),
+      find: async (name) => (await queued).find(name),
+    },
   });
+  // The first list of every build runs while the rest starts, and the API answers before it ends
+  // (503 until then, api/app.ts).
+  const indexStarted = index.start();
+  indexStarted.catch(() => undefined);
+  const client = await connecting;
   const workers = createWorkerStatus({
     client,
     namespace: temporal.namespace,
@@ -64,10 +161,6 @@ async function main(): Promise<void> {
         : {}),
     },
   });
-  // The first list of every build runs while the rest starts, and the API answers before it ends
-  // (503 until then, api/app.ts): a restart is answered within a second, whatever the farm size.
-  const indexStarted = index.start();
-  indexStarted.catch(() => undefined);
   const reposFile = settings.RUNBOAT_REPOS_FILE;
   const repos = reposFile
     ? reposFileReader(reposFile, settings.repos, (message) => logger.error(message))
@@ -161,13 +254,9 @@ async function main(): Promise<void> {
       }),
     ],
   });
-  const server = app.listen(settings.RUNBOAT_API_PORT, settings.RUNBOAT_API_HOST);
-  const shutdown = trackShutdown(server);
+  server.off('request', answerWhileStarting);
+  server.on('request', app.callback());
   shutdown.signal.addEventListener('abort', () => stopping.abort());
-  await new Promise<void>((resolve, reject) => {
-    server.once('listening', resolve);
-    server.once('error', reject);
-  });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : settings.RUNBOAT_API_PORT;
   await indexStarted;
