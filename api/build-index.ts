@@ -13,6 +13,7 @@ import { makeDeploymentInformer, superviseInformer, type KubeClients } from '../
 import { ClientError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { BuildSet, filters, mergeNewestFirst, newestFirst, type BuildFilter } from './build-set.js';
+import type { StatusCounts } from './fleet-summary.js';
 import type { QueuedBuild, QueuedBuildSource } from './queued-builds.js';
 
 export type { BuildFilter } from './build-set.js';
@@ -134,6 +135,8 @@ export class BuildIndex extends EventEmitter<BuildIndexEvents> {
 
   /** Lists and starts watching; resolves once the cache holds every build. */
   async start(): Promise<void> {
+    // Every build of the first list is put in order once, when the list is in.
+    this.builds.deferOrder();
     this.supervised = await superviseInformer(this.informer, (error, retryInMs) =>
       this.logger.warn({ err: error, retryInMs }, 'build index watch failed; restarting'),
     );
@@ -213,6 +216,15 @@ export class BuildIndex extends EventEmitter<BuildIndexEvents> {
     if (!filters(filter))
       return mergeNewestFirst(this.builds.newestFirst(), this.queued.newestFirst());
     return [...this.builds.select(filter), ...this.queued.select(filter)].sort(newestFirst);
+  }
+
+  /** How many builds of {@link all} have each status, kept as they change (no pass over them). */
+  counts(): StatusCounts {
+    const counts = new Map(this.builds.counts());
+    for (const [status, count] of this.queued.counts()) {
+      counts.set(status, (counts.get(status) ?? 0) + count);
+    }
+    return counts;
   }
 
   /**

@@ -65,8 +65,12 @@ export class BuildSet {
   private readonly byName = new Map<string, BuildView>();
   private readonly byRepo = new Map<string, Map<string, BuildView>>();
   private readonly byBranch = new Map<string, Map<string, BuildView>>();
-  /** Every build, newest first. */
+  /** Every build, newest first (unless {@link unordered}). */
   private readonly sorted: BuildView[] = [];
+  /** Whether {@link sorted} holds the builds in no order yet, sorted at the next read. */
+  private unordered = false;
+  /** Builds by status, kept as builds come, change and go: `GET /api/v1/status` reads it. */
+  private readonly byStatus = new Map<BuildStatus, number>();
 
   get size(): number {
     return this.byName.size;
@@ -87,16 +91,20 @@ export class BuildSet {
   /** Adds a build or replaces the one of the same name. */
   set(view: BuildView): void {
     const old = this.byName.get(view.name);
-    if (old) {
-      this.unindex(old);
+    if (old) this.unindex(old);
+    if (this.unordered) {
+      if (old) this.sorted[this.sorted.indexOf(old)] = view;
+      else this.sorted.push(view);
+    } else {
       // A change of status keeps the build's place: replaced where it stands.
-      if (newestFirst(old, view) === 0) this.sorted[this.position(old)] = view;
-      else this.unsort(old);
-    }
-    if (!old || newestFirst(old, view) !== 0) {
-      this.sorted.splice(this.position(view), 0, view);
+      if (old && newestFirst(old, view) === 0) this.sorted[this.position(old)] = view;
+      else if (old) this.unsort(old);
+      if (!old || newestFirst(old, view) !== 0) {
+        this.sorted.splice(this.position(view), 0, view);
+      }
     }
     this.byName.set(view.name, view);
+    this.byStatus.set(view.status, (this.byStatus.get(view.status) ?? 0) + 1);
     const { repo, target_branch: branch } = view.commit_info;
     addTo(this.byRepo, repo, view);
     addTo(this.byBranch, branchKey(repo, branch), view);
@@ -113,13 +121,24 @@ export class BuildSet {
   }
 
   private unindex(view: BuildView): void {
+    const left = (this.byStatus.get(view.status) ?? 0) - 1;
+    if (left > 0) this.byStatus.set(view.status, left);
+    else this.byStatus.delete(view.status);
     const { repo, target_branch: branch } = view.commit_info;
     removeFrom(this.byRepo, repo, view.name);
     removeFrom(this.byBranch, branchKey(repo, branch), view.name);
   }
 
   private unsort(view: BuildView): void {
-    this.sorted.splice(this.position(view), 1);
+    this.sorted.splice(this.unordered ? this.sorted.indexOf(view) : this.position(view), 1);
+  }
+
+  /**
+   * Adds the next builds in no order, sorted once at the next read: the first list of 10,000
+   * builds, each put in its place as it came, moved the array's end 10,000 times.
+   */
+  deferOrder(): void {
+    this.unordered = true;
   }
 
   /** Where a build is, or would be, in the newest-first order (names are unique: one place). */
@@ -134,8 +153,17 @@ export class BuildSet {
     return low;
   }
 
+  /** How many builds have each status (a status no build has is absent). */
+  counts(): ReadonlyMap<BuildStatus, number> {
+    return this.byStatus;
+  }
+
   /** Every build, newest first: the set's own array, changed by the next change (copy it to keep it). */
   newestFirst(): readonly BuildView[] {
+    if (this.unordered) {
+      this.sorted.sort(newestFirst);
+      this.unordered = false;
+    }
     return this.sorted;
   }
 

@@ -93,14 +93,25 @@ const rules: readonly FigureRule[] = [
   },
 ];
 
+/** How many builds have each status (a status no build has is absent). */
+export type StatusCounts = ReadonlyMap<BuildStatus, number>;
+
+/** The counts of these builds by status. */
+export function countStatuses(builds: Iterable<BuildView>): StatusCounts {
+  const counts = new Map<BuildStatus, number>();
+  for (const build of builds) counts.set(build.status, (counts.get(build.status) ?? 0) + 1);
+  return counts;
+}
+
 /** The figures of the fleet, from every build of the index (queued ones included). */
 export function fleetSummary(builds: Iterable<BuildView>, limits: FleetLimits): SummaryFigure[] {
-  const counts = new Map<BuildStatus, number>();
+  return fleetSummaryOf(countStatuses(builds), limits);
+}
+
+/** The figures of the fleet, from the counts of its builds by status (queued ones included). */
+export function fleetSummaryOf(counts: StatusCounts, limits: FleetLimits): SummaryFigure[] {
   let deployed = 0;
-  for (const build of builds) {
-    counts.set(build.status, (counts.get(build.status) ?? 0) + 1);
-    if (build.status !== 'queued') deployed++;
-  }
+  for (const [status, count] of counts) if (status !== 'queued') deployed += count;
   return rules.map((rule) => {
     const value =
       rule.statuses === 'deployed'
@@ -121,6 +132,8 @@ export interface SummaryFeedEvents {
 /** The index's build events, as a {@link SummaryFeed} listens to them. */
 export interface BuildEventSource {
   all(): BuildView[];
+  /** The counts of {@link all} by status, when the source keeps them (no pass over every build). */
+  counts?(): StatusCounts;
   on(event: 'upd' | 'del', listener: (build: BuildView) => void): unknown;
   off(event: 'upd' | 'del', listener: (build: BuildView) => void): unknown;
 }
@@ -147,7 +160,7 @@ export class SummaryFeed extends EventEmitter<SummaryFeedEvents> {
   ) {
     super();
     this.setMaxListeners(0);
-    this.current = fleetSummary(index.all(), limits);
+    this.current = fleetSummaryOf(this.counts(), limits);
     this.last = JSON.stringify(this.current);
     index.on('upd', this.changed);
     index.on('del', this.changed);
@@ -166,8 +179,12 @@ export class SummaryFeed extends EventEmitter<SummaryFeedEvents> {
     return this.current;
   }
 
+  private counts(): StatusCounts {
+    return this.index.counts?.() ?? countStatuses(this.index.all());
+  }
+
   private refresh(): void {
-    const figures = fleetSummary(this.index.all(), this.limits);
+    const figures = fleetSummaryOf(this.counts(), this.limits);
     const text = JSON.stringify(figures);
     this.current = figures;
     if (text === this.last) return;
