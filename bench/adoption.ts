@@ -1,8 +1,9 @@
 /**
  * Benchmark of adoption on the real sandbox: N build Deployments (default 500, written as the
  * Python runboat writes them) are adopted by a worker; then the Temporal server is restarted with
- * its database deleted, and the time until every build has a running workflow again is measured
- * (by visibility, polled every 250 ms). Writes bench/reports/adoption.{json,md}.
+ * its database deleted, and the time until every build's workflow ran its first task again is
+ * measured (by visibility, polled every second). Then the floor: as many empty workflows started and run
+ * to their first task the same way (bench/floor.ts). Writes bench/reports/adoption.{json,md}.
  *
  *   npx tsx bench/adoption.ts [--builds 500] [--worker-env KEY=VALUE] [--node-arg --prof]
  */
@@ -17,6 +18,7 @@ import { spawnWorker } from '../dev/worker-process.js';
 import { createKubeClients } from '../lib/kube.js';
 import { connectClient } from '../lib/temporal.js';
 import { legacyDeployment } from './bench-kit.js';
+import { measureAdoptionFloor } from './floor.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -137,6 +139,19 @@ async function main(): Promise<void> {
     client = await connectClient(temporal);
     await waitForAll();
     const afterWipe = (performance.now() - wipedAt) / 1000;
+    // The floor, with the builds worker stopped: the same starts and first tasks, empty.
+    await stopWorker();
+    stopWorker = undefined;
+    const polls = Number(workerEnv.RUNBOAT_WORKFLOW_TASK_POLLS ?? 20);
+    const floorSeconds = await measureAdoptionFloor({
+      client,
+      temporalAddress: temporal.address,
+      temporalNamespace: temporal.namespace,
+      count,
+      concurrency: 16,
+      workflowTaskPolls: polls,
+      log: (line) => console.log(`[bench] ${line}`),
+    });
     const lines = [
       '# Adoption',
       '',
@@ -144,6 +159,7 @@ async function main(): Promise<void> {
       '',
       `- ${count} build Deployments written as the Python runboat writes them, adopted by a starting worker: ${firstAdoption.toFixed(1)} s`,
       `- the same ${count} adopted back after the Temporal server restarted with its database deleted: ${afterWipe.toFixed(1)} s from the wipe (server restart included)`,
+      `- the floor: ${count} empty workflows started 16 at a time, each running one task with a search attribute and a local activity, on a worker of ${polls} workflow task polls (the builds worker stopped): ${floorSeconds.toFixed(1)} s (${(count / floorSeconds).toFixed(0)}/s)`,
       '',
     ];
     console.log(lines.join('\n'));
@@ -152,7 +168,12 @@ async function main(): Promise<void> {
     await writeFile(
       join(reports, 'adoption.json'),
       JSON.stringify(
-        { builds: count, firstAdoptionSeconds: firstAdoption, afterWipeSeconds: afterWipe },
+        {
+          builds: count,
+          firstAdoptionSeconds: firstAdoption,
+          afterWipeSeconds: afterWipe,
+          floorSeconds,
+        },
         null,
         2,
       ) + '\n',

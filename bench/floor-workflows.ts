@@ -10,7 +10,9 @@ import {
   proxyActivities,
   proxyLocalActivities,
   setHandler,
+  upsertSearchAttributes,
 } from '@temporalio/workflow';
+import { buildSearchAttributeKeys } from '../domain/search-attributes.js';
 import type { FloorActivities } from './floor.js';
 
 export const pingUpdate = defineUpdate<void>('ping');
@@ -35,5 +37,20 @@ export async function floorWorkflow(): Promise<void> {
   await remote.mark('started');
   await remote.held();
   await local.mark('released');
+  await condition(() => done);
+}
+
+/**
+ * An adopted build's first task with nothing of a build in it: one search attribute (what the
+ * benchmarks count an adoption by) and one local activity (the build's mirror); then it waits,
+ * as a build does.
+ */
+export async function adoptFloorWorkflow(): Promise<void> {
+  let done = false;
+  setHandler(doneSignal, () => {
+    done = true;
+  });
+  upsertSearchAttributes([{ key: buildSearchAttributeKeys.status, value: 'stopped' }]);
+  await local.mark('adopted');
   await condition(() => done);
 }

@@ -10,6 +10,7 @@ import { makeInformer, type V1ConfigMap } from '@kubernetes/client-node';
 import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { buildSearchAttributeKeys } from '../domain/search-attributes.js';
 import { superviseInformer, type KubeClients } from '../lib/kube.js';
 import { doneSignal, pingUpdate } from './floor-workflows.js';
 
@@ -162,4 +163,75 @@ export async function measureFloors(options: {
     await watch.stop();
   }
   return floors;
+}
+
+/**
+ * The floor under adoption: `count` empty workflows (`adoptFloorWorkflow`) started `concurrency`
+ * at a time, as the adopter starts builds, on a worker polling as the builds worker does; the
+ * seconds until each ran its first task (its search attribute visible, as the benchmarks count
+ * an adoption). What this Temporal server on this machine allows before any work of ours.
+ */
+export async function measureAdoptionFloor(options: {
+  client: Client;
+  temporalAddress: string;
+  temporalNamespace: string;
+  count: number;
+  concurrency: number;
+  workflowTaskPolls: number;
+  log?: (line: string) => void;
+}): Promise<number> {
+  const { client, count } = options;
+  try {
+    Runtime.install({ logger: new DefaultLogger('WARN') });
+  } catch {
+    // Installed by an earlier measurement of this process.
+  }
+  const taskQueue = `bench-adopt-floor-${Date.now()}`;
+  const connection = await NativeConnection.connect({ address: options.temporalAddress });
+  const worker = await Worker.create({
+    connection,
+    namespace: options.temporalNamespace,
+    taskQueue,
+    workflowsPath: fileURLToPath(new URL('./floor-workflows.ts', import.meta.url)),
+    activities: { mark: () => Promise.resolve(), held: () => Promise.resolve() },
+    maxConcurrentWorkflowTaskPolls: options.workflowTaskPolls,
+    nonStickyToStickyPollRatio: 0.5,
+  });
+  const running = worker.run();
+  try {
+    const t0 = performance.now();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: options.concurrency }, async () => {
+        while (next < count) {
+          const i = next++;
+          await client.workflow.start('adoptFloorWorkflow', {
+            workflowId: `${taskQueue}-${i}`,
+            taskQueue,
+          });
+        }
+      }),
+    );
+    const query = `WorkflowType = 'adoptFloorWorkflow' AND TaskQueue = '${taskQueue}' AND ${buildSearchAttributeKeys.status.name} IS NOT NULL`;
+    let lastLine = performance.now();
+    for (;;) {
+      const done =
+        (
+          await client.workflowService.countWorkflowExecutions({
+            namespace: options.temporalNamespace,
+            query,
+          })
+        ).count?.toNumber() ?? 0;
+      if (done >= count) return (performance.now() - t0) / 1000;
+      if (performance.now() - lastLine > 5000) {
+        lastLine = performance.now();
+        options.log?.(`floor: ${done}/${count} empty workflows ran their first task`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  } finally {
+    worker.shutdown();
+    await running;
+    await connection.close();
+  }
 }
