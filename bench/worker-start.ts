@@ -4,8 +4,12 @@
  * bundled with webpack at start) and from the release in dist/ (the prebuilt bundle), against a
  * fresh sandbox. Needs `npm run build` first. Writes bench/reports/worker-start.{json,md}.
  *
- *   npm run build && npx tsx bench/worker-start.ts [--runs 3]
+ *   npm run build && npx tsx bench/worker-start.ts [--runs 3] [--builds N] [--release DIR]
+ *
+ * `--builds N`: N build Deployments, adopted first. `--release DIR`: the release in DIR/dist
+ * started in place of the sources (a before and after).
  */
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,10 +19,21 @@ import { parseArgs } from 'node:util';
 import { startSandbox } from '../dev/sandbox.js';
 import { spawnWorker } from '../dev/worker-process.js';
 import { createKubeClients } from '../lib/kube.js';
-import { median } from './bench-kit.js';
+import { connectClient, ensureBuild } from '../lib/temporal.js';
+import { buildName } from '../domain/names.js';
+import { legacyDeployment, median } from './bench-kit.js';
 
-const { values: args } = parseArgs({ options: { runs: { type: 'string', default: '3' } } });
+const { values: args } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '3' },
+    /** Build Deployments in the namespace, adopted before the starts are timed. */
+    builds: { type: 'string', default: '0' },
+    /** A second release (a directory holding a `dist/`) to start instead of the sources. */
+    release: { type: 'string' },
+  },
+});
 const runs = Number(args.runs);
+const builds = Number(args.builds);
 const projectRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 async function main(): Promise<void> {
@@ -28,6 +43,7 @@ async function main(): Promise<void> {
   const sandbox = await startSandbox({ log: (line) => console.log(`[sandbox] ${line}`) });
   const work = await mkdtemp(join(tmpdir(), 'runboat-bench-'));
   const results: Record<'source' | 'dist', number[]> = { source: [], dist: [] };
+  const firstDeployed: Record<'source' | 'dist', number[]> = { source: [], dist: [] };
   try {
     const kube = createKubeClients({
       kubeconfig: sandbox.kube.kubeconfig,
@@ -52,33 +68,115 @@ async function main(): Promise<void> {
       RUNBOAT_KUBE_CONTEXT: sandbox.kube.context,
       RUNBOAT_REPOS_FILE: reposFile,
     };
+    const client = await connectClient({
+      address: sandbox.temporal.address,
+      namespace: sandbox.temporal.namespace,
+    });
+    if (builds > 0) {
+      console.log(`[bench] writing ${builds} build Deployments`);
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: 8 }, async () => {
+          while (next < builds) {
+            const i = next++;
+            await kube.apps.createNamespacedDeployment({
+              namespace,
+              body: legacyDeployment({
+                name: `b${randomBytes(16).toString('hex')}`,
+                repo: 'acme/legacy',
+                targetBranch: `branch-${i % 40}`,
+                gitCommit: randomBytes(20).toString('hex'),
+                container: { name: 'odoo', image: 'odoo:15.0' },
+              }),
+            });
+          }
+        }),
+      );
+      // Adopted once, so that each timed start finds a workflow for every build.
+      const adopting = await spawnWorker(env, join(work, 'adopting.log'), 300_000, {
+        from: 'dist',
+      });
+      for (;;) {
+        const { count } = await client.workflowService.countWorkflowExecutions({
+          namespace: sandbox.temporal.namespace,
+          query: `WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running' AND RunboatStatus IS NOT NULL`,
+        });
+        if ((count?.toNumber() ?? 0) >= builds) break;
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
+      await adopting.stop('SIGTERM');
+      console.log(`[bench] ${builds} builds adopted`);
+    }
+    const temporal = {
+      address: sandbox.temporal.address,
+      namespace: sandbox.temporal.namespace,
+      buildsTaskQueue: 'bench-builds',
+      initTaskQueue: 'bench-init',
+    };
+    /** A build asked for as the process starts: the time from the start to its Deployment. */
+    const firstBuild = async (started: number, label: string): Promise<number> => {
+      const commit = {
+        repo: 'acme/legacy',
+        targetBranch: `start-${label}`,
+        pr: null,
+        gitCommit: randomBytes(20).toString('hex'),
+      };
+      await ensureBuild(client, temporal, { commit, trigger: { kind: 'api' } });
+      for (const deadline = Date.now() + 120_000; Date.now() < deadline;) {
+        const found = await kube.apps
+          .readNamespacedDeployment({ name: buildName(commit), namespace })
+          .then(
+            () => true,
+            () => false,
+          );
+        if (found) return Date.now() - started;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      throw new Error(`the build of ${label} has no Deployment after 120 s`);
+    };
     // Alternating, so that a slower spell of the machine weighs on both alike.
     for (let run = 0; run < runs; run++) {
       for (const from of ['source', 'dist'] as const) {
         const logFile = join(work, `worker-${from}-${run}.log`);
         const started = Date.now();
-        const worker = await spawnWorker(env, logFile, 120_000, { from });
+        const deployed = firstBuild(started, `${from}-${run}`);
+        const spawn =
+          from === 'dist'
+            ? { from }
+            : args.release
+              ? ({ from: 'dist', releaseDir: args.release } as const)
+              : { from };
+        const worker = await spawnWorker(env, logFile, 300_000, spawn);
         const line = (await readFile(logFile, 'utf8'))
           .split('\n')
           .find((entry) => entry.includes('worker running'));
         const runningAt = (JSON.parse(line ?? '{}') as { time?: number }).time ?? Date.now();
         results[from].push(runningAt - started);
-        console.log(`[bench] ${from} run ${run + 1}: ${runningAt - started} ms`);
+        firstDeployed[from].push(await deployed);
+        console.log(
+          `[bench] ${from} run ${run + 1}: running after ${runningAt - started} ms, ` +
+            `a build asked for at the start deployed after ${firstDeployed[from].at(-1)} ms`,
+        );
         await worker.stop('SIGTERM');
       }
     }
+    await client.connection.close();
   } finally {
     await sandbox.stop();
   }
   const report = {
     date: new Date().toISOString(),
     runs,
+    builds,
+    release: args.release ?? null,
     cpus: (await import('node:os')).cpus().length,
     node: process.version,
     sourceMs: results.source,
     distMs: results.dist,
     sourceMedianMs: median(results.source),
     distMedianMs: median(results.dist),
+    sourceFirstDeployedMs: firstDeployed.source,
+    distFirstDeployedMs: firstDeployed.dist,
   };
   const reports = join(projectRoot, 'bench', 'reports');
   await mkdir(reports, { recursive: true });
@@ -90,12 +188,14 @@ async function main(): Promise<void> {
       '# Worker start time',
       '',
       `${report.date}, ${report.cpus} CPUs, Node ${report.node}, ${runs} starts each, alternating,`,
-      'from process start to the `worker running` log line (both roles polling), against a sandbox.',
+      `from process start to the \`worker running\` log line (both roles polling), against a sandbox with ${builds} builds.`,
       '',
-      '| worker started with | median | each start |',
-      '| --- | --- | --- |',
-      `| \`node --import tsx worker/main.ts\` (workflows bundled at start) | ${seconds(report.sourceMedianMs)} | ${results.source.map(seconds).join(', ')} |`,
-      `| \`node dist/worker/main.js\` (prebuilt bundle) | ${seconds(report.distMedianMs)} | ${results.dist.map(seconds).join(', ')} |`,
+      'Also, a build asked for (through Temporal) as each process starts: the time from the start to its Deployment.',
+      '',
+      '| worker started with | median | each start | a build asked for at the start: deployed after |',
+      '| --- | --- | --- | --- |',
+      `| ${args.release ? `\`node ${args.release}/dist/worker/main.js\`` : '`node --import tsx worker/main.ts` (workflows bundled at start)'} | ${seconds(report.sourceMedianMs)} | ${results.source.map(seconds).join(', ')} | ${firstDeployed.source.map(seconds).join(', ')} |`,
+      `| \`node dist/worker/main.js\` (prebuilt bundle) | ${seconds(report.distMedianMs)} | ${results.dist.map(seconds).join(', ')} | ${firstDeployed.dist.map(seconds).join(', ')} |`,
       '',
     ].join('\n'),
   );

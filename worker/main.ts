@@ -241,6 +241,18 @@ async function main(): Promise<void> {
     // the cancellation reach it within seconds (docs/failures.md).
     maxHeartbeatThrottleInterval: '2 seconds',
   };
+  // The builds Deployments are listed (10,000 at a large farm: seconds) while the workers are
+  // created and run; until the cache has synced, the activities list what they need themselves.
+  const watcherStarting = roles.has('builds')
+    ? startDeploymentWatcher({
+        kube,
+        namespace: settings.RUNBOAT_BUILD_NAMESPACE,
+        client,
+        logger,
+      })
+    : undefined;
+  // Awaited below; a failure meanwhile is not left unhandled.
+  watcherStarting?.catch(() => undefined);
   const code = workflowCode();
   if (roles.has('builds')) {
     workers.push(
@@ -276,107 +288,124 @@ async function main(): Promise<void> {
       }),
     );
   }
-  const watcher = roles.has('builds')
-    ? await startDeploymentWatcher({
-        kube,
-        namespace: settings.RUNBOAT_BUILD_NAMESPACE,
-        client,
-        logger,
-      })
-    : undefined;
-  cache.watcher = watcher;
-  if (watcher) registerBuildsGauge(registry, () => watcher.deployments());
-  // The singletons of the builds queue: the global init limit and the fleet. A worker that starts
-  // with other limits hands them over; one that finds them gone (Temporal lost its database, an
-  // operator terminated them) starts them again at its next check.
-  const limits = {
-    maxStarted: settings.RUNBOAT_MAX_STARTED,
-    maxDeployed: settings.RUNBOAT_MAX_DEPLOYED,
-  };
-  const fleetId = fleetWorkflowId(settings.RUNBOAT_BUILDS_TASK_QUEUE);
-  /** Starts the singletons (`onlyIfGone`: those not running); true when one was gone. */
-  const startSingletons = async (onlyIfGone: boolean): Promise<boolean> => {
-    let gone = false;
-    if (!onlyIfGone || !(await workflowRunning(initSlots.workflowId))) {
-      await client.workflow.signalWithStart('initSlotsWorkflow', {
-        workflowId: initSlots.workflowId,
-        taskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
-        args: [{ limit: initSlots.limit }],
-        signal: initSlotsLimitSignal,
-        signalArgs: [initSlots.limit],
-      });
-      if (onlyIfGone) logger.warn({ workflow: initSlots.workflowId }, 'started again');
-      gone = onlyIfGone;
-    }
-    if (!onlyIfGone || !(await workflowRunning(fleetId))) {
-      await client.workflow.signalWithStart('fleetWorkflow', {
-        workflowId: fleetId,
-        taskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
-        args: [{ limits, stickySeconds: settings.RUNBOAT_STICKY_INTERVAL_SECONDS }],
-        signal: fleetLimitsSignal,
-        signalArgs: [limits],
-      });
-      if (onlyIfGone) logger.warn({ workflow: fleetId }, 'started again');
-      gone ||= onlyIfGone;
-    }
-    return gone;
-  };
-  // Adoption is wired below, once the watcher runs; a singleton found gone asks for a round now.
-  const adoption: { adopter?: Adopter | undefined } = {};
-  let singletonsCheck: NodeJS.Timeout | undefined;
-  if (roles.has('builds')) {
-    await startSingletons(false);
-    // Two describes every few seconds: a Temporal that lost its database is noticed within
-    // seconds, the limits hold again, and the builds are adopted back at once, not an adoption
-    // interval later (docs/runbook.md, "Temporal lost its database").
-    singletonsCheck = setInterval(
-      () => {
-        startSingletons(true)
-          .then((gone) => {
-            if (gone) adoption.adopter?.runSoon();
-          })
-          .catch((error: unknown) =>
-            logger.warn({ err: error }, 'fleet and init slots not checked'),
-          );
-      },
-      Math.min(SINGLETONS_CHECK_MS, settings.RUNBOAT_ADOPT_INTERVAL_SECONDS * 1000),
-    );
-    singletonsCheck.unref();
-    // Polling as the trigger, or slower as the reconciliation of missed deliveries (README).
-    const polling = settings.RUNBOAT_GITHUB_POLL_SECONDS > 0;
-    await syncPollSchedules({
-      client,
-      taskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
-      repos: activitiesRepos(),
-      intervalSeconds: !github
-        ? 0
-        : polling
-          ? settings.RUNBOAT_GITHUB_POLL_SECONDS
-          : settings.RUNBOAT_GITHUB_RECONCILE_SECONDS,
-      pollNow: polling,
-      logger,
-    });
-    // The App's failed webhook deliveries asked again (docs/operations.md, Redelivery).
-    await syncRedeliverySchedule({
-      client,
-      taskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
-      isApp: github?.isApp ?? false,
-      intervalSeconds: settings.RUNBOAT_GITHUB_REDELIVER_SECONDS,
-      logger,
-    });
+  // Runtime's shutdown signals (SIGINT, SIGTERM) make every worker drain and return, then the
+  // process exits 0 (docs/operations.md, "Shutdown"); say when it begins.
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => logger.info({ signal }, 'worker stopping'));
   }
-  const adopter = watcher
-    ? startAdopter({
-        watcher,
-        kube,
-        namespace: settings.RUNBOAT_BUILD_NAMESPACE,
+  // Polling from now on: a build pushed while the worker starts is served while the rest of
+  // the start goes on (docs/operations.md, "Worker start time").
+  const running = Promise.all(workers.map((worker) => worker.run()));
+  running.catch(() => undefined);
+  let watcher: DeploymentWatcher | undefined;
+  let adopter: Adopter | undefined;
+  let singletonsCheck: NodeJS.Timeout | undefined;
+  try {
+    const synced = await watcherStarting;
+    watcher = synced;
+    cache.watcher = synced;
+    if (synced) registerBuildsGauge(registry, () => synced.deployments());
+    // The singletons of the builds queue: the global init limit and the fleet. A worker that starts
+    // with other limits hands them over; one that finds them gone (Temporal lost its database, an
+    // operator terminated them) starts them again at its next check.
+    const limits = {
+      maxStarted: settings.RUNBOAT_MAX_STARTED,
+      maxDeployed: settings.RUNBOAT_MAX_DEPLOYED,
+    };
+    const fleetId = fleetWorkflowId(settings.RUNBOAT_BUILDS_TASK_QUEUE);
+    /** Starts the singletons (`onlyIfGone`: those not running); true when one was gone. */
+    const startSingletons = async (onlyIfGone: boolean): Promise<boolean> => {
+      let gone = false;
+      if (!onlyIfGone || !(await workflowRunning(initSlots.workflowId))) {
+        await client.workflow.signalWithStart('initSlotsWorkflow', {
+          workflowId: initSlots.workflowId,
+          taskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
+          args: [{ limit: initSlots.limit }],
+          signal: initSlotsLimitSignal,
+          signalArgs: [initSlots.limit],
+        });
+        if (onlyIfGone) logger.warn({ workflow: initSlots.workflowId }, 'started again');
+        gone = onlyIfGone;
+      }
+      if (!onlyIfGone || !(await workflowRunning(fleetId))) {
+        await client.workflow.signalWithStart('fleetWorkflow', {
+          workflowId: fleetId,
+          taskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
+          args: [{ limits, stickySeconds: settings.RUNBOAT_STICKY_INTERVAL_SECONDS }],
+          signal: fleetLimitsSignal,
+          signalArgs: [limits],
+        });
+        if (onlyIfGone) logger.warn({ workflow: fleetId }, 'started again');
+        gone ||= onlyIfGone;
+      }
+      return gone;
+    };
+    // Adoption is wired below, once the watcher runs; a singleton found gone asks for a round now.
+    const adoption: { adopter?: Adopter | undefined } = {};
+    if (roles.has('builds')) {
+      await startSingletons(false);
+      // Two describes every few seconds: a Temporal that lost its database is noticed within
+      // seconds, the limits hold again, and the builds are adopted back at once, not an adoption
+      // interval later (docs/runbook.md, "Temporal lost its database").
+      singletonsCheck = setInterval(
+        () => {
+          startSingletons(true)
+            .then((gone) => {
+              if (gone) adoption.adopter?.runSoon();
+            })
+            .catch((error: unknown) =>
+              logger.warn({ err: error }, 'fleet and init slots not checked'),
+            );
+        },
+        Math.min(SINGLETONS_CHECK_MS, settings.RUNBOAT_ADOPT_INTERVAL_SECONDS * 1000),
+      );
+      singletonsCheck.unref();
+      // Polling as the trigger, or slower as the reconciliation of missed deliveries (README).
+      const polling = settings.RUNBOAT_GITHUB_POLL_SECONDS > 0;
+      await syncPollSchedules({
         client,
-        temporal: buildTemporal,
+        taskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
+        repos: activitiesRepos(),
+        intervalSeconds: !github
+          ? 0
+          : polling
+            ? settings.RUNBOAT_GITHUB_POLL_SECONDS
+            : settings.RUNBOAT_GITHUB_RECONCILE_SECONDS,
+        pollNow: polling,
         logger,
-        intervalMs: settings.RUNBOAT_ADOPT_INTERVAL_SECONDS * 1000,
-      })
-    : undefined;
-  adoption.adopter = adopter;
+      });
+      // The App's failed webhook deliveries asked again (docs/operations.md, Redelivery).
+      await syncRedeliverySchedule({
+        client,
+        taskQueue: settings.RUNBOAT_BUILDS_TASK_QUEUE,
+        isApp: github?.isApp ?? false,
+        intervalSeconds: settings.RUNBOAT_GITHUB_REDELIVER_SECONDS,
+        logger,
+      });
+    }
+    adopter = watcher
+      ? startAdopter({
+          watcher,
+          kube,
+          namespace: settings.RUNBOAT_BUILD_NAMESPACE,
+          client,
+          temporal: buildTemporal,
+          logger,
+          intervalMs: settings.RUNBOAT_ADOPT_INTERVAL_SECONDS * 1000,
+        })
+      : undefined;
+    adoption.adopter = adopter;
+  } catch (error) {
+    // The start failed half-way: the workers polling already drain before the process ends.
+    clearInterval(singletonsCheck);
+    for (const worker of workers) {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+    }
+    await running.catch(() => undefined);
+    await adopter?.stop();
+    await watcher?.stop();
+    throw error;
+  }
   logger.info(
     {
       roles: [...roles],
@@ -392,13 +421,8 @@ async function main(): Promise<void> {
     },
     'worker running',
   );
-  // Runtime's shutdown signals (SIGINT, SIGTERM) make every worker drain and return, then the
-  // process exits 0 (docs/operations.md, "Shutdown"); say when it begins.
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.once(signal, () => logger.info({ signal }, 'worker stopping'));
-  }
   try {
-    await Promise.all(workers.map((worker) => worker.run()));
+    await running;
   } finally {
     clearInterval(singletonsCheck);
     await adopter?.stop();
