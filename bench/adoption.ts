@@ -6,6 +6,7 @@
  * to their first task the same way (bench/floor.ts). Writes bench/reports/adoption.{json,md}.
  *
  *   npx tsx bench/adoption.ts [--builds 500] [--worker-env KEY=VALUE] [--node-arg --prof]
+ *     [--release DIR]
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
@@ -27,6 +28,8 @@ const { values: args } = parseArgs({
     'worker-env': { type: 'string', multiple: true, default: [] },
     /** An option for the worker's node (repeatable), e.g. `--prof` to see where its CPU goes. */
     'node-arg': { type: 'string', multiple: true, default: [] },
+    /** A directory holding another release's `dist/`, whose worker adopts instead (a before). */
+    release: { type: 'string' },
   },
 });
 const count = Number(args.builds);
@@ -102,7 +105,11 @@ async function main(): Promise<void> {
       join(work, 'worker.log'),
       300_000,
       // The release, as in production (`npm run build` first).
-      { from: 'dist', nodeArgs: args['node-arg'] ?? [] },
+      {
+        from: 'dist',
+        nodeArgs: args['node-arg'] ?? [],
+        ...(args.release ? { releaseDir: args.release } : {}),
+      },
     );
     stopWorker = () => worker.stop();
     let client = await connectClient(temporal);
