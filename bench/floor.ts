@@ -9,7 +9,13 @@ import { fileURLToPath } from 'node:url';
 import { makeInformer, type V1ConfigMap } from '@kubernetes/client-node';
 import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import {
+  DefaultLogger,
+  NativeConnection,
+  Runtime,
+  Worker,
+  type WorkerOptions,
+} from '@temporalio/worker';
 import { buildSearchAttributeKeys } from '../domain/search-attributes.js';
 import { superviseInformer, type KubeClients } from '../lib/kube.js';
 import { doneSignal, pingUpdate } from './floor-workflows.js';
@@ -35,6 +41,33 @@ export interface FloorActivities {
 }
 
 const LABEL = 'runboat-bench/floor';
+
+/** A worker of the floor workflows on a task queue of its own, for one measurement. */
+async function floorWorker(
+  options: { temporalAddress: string; temporalNamespace: string },
+  prefix: string,
+  workerOptions: Pick<
+    WorkerOptions,
+    'activities' | 'maxConcurrentWorkflowTaskPolls' | 'nonStickyToStickyPollRatio'
+  >,
+) {
+  try {
+    // The benchmark's own worker says only what went wrong.
+    Runtime.install({ logger: new DefaultLogger('WARN') });
+  } catch {
+    // Installed by an earlier measurement of this process.
+  }
+  const taskQueue = `${prefix}-${Date.now()}`;
+  const connection = await NativeConnection.connect({ address: options.temporalAddress });
+  const worker = await Worker.create({
+    connection,
+    namespace: options.temporalNamespace,
+    taskQueue,
+    workflowsPath: fileURLToPath(new URL('./floor-workflows.ts', import.meta.url)),
+    ...workerOptions,
+  });
+  return { taskQueue, connection, worker };
+}
 
 /** Measures `samples` of each floor; the worker and the watch live only for the measurement. */
 export async function measureFloors(options: {
@@ -62,19 +95,7 @@ export async function measureFloors(options: {
       return new Promise((resolve) => releases.set(id, resolve));
     },
   };
-  try {
-    // The benchmark's own worker says only what went wrong.
-    Runtime.install({ logger: new DefaultLogger('WARN') });
-  } catch {
-    // Installed by an earlier measurement of this process.
-  }
-  const taskQueue = `bench-floor-${Date.now()}`;
-  const connection = await NativeConnection.connect({ address: options.temporalAddress });
-  const worker = await Worker.create({
-    connection,
-    namespace: options.temporalNamespace,
-    taskQueue,
-    workflowsPath: fileURLToPath(new URL('./floor-workflows.ts', import.meta.url)),
+  const { taskQueue, connection, worker } = await floorWorker(options, 'bench-floor', {
     activities,
   });
   const floors: Floors = {
@@ -181,18 +202,7 @@ export async function measureAdoptionFloor(options: {
   log?: (line: string) => void;
 }): Promise<number> {
   const { client, count } = options;
-  try {
-    Runtime.install({ logger: new DefaultLogger('WARN') });
-  } catch {
-    // Installed by an earlier measurement of this process.
-  }
-  const taskQueue = `bench-adopt-floor-${Date.now()}`;
-  const connection = await NativeConnection.connect({ address: options.temporalAddress });
-  const worker = await Worker.create({
-    connection,
-    namespace: options.temporalNamespace,
-    taskQueue,
-    workflowsPath: fileURLToPath(new URL('./floor-workflows.ts', import.meta.url)),
+  const { taskQueue, connection, worker } = await floorWorker(options, 'bench-adopt-floor', {
     activities: { mark: () => Promise.resolve(), held: () => Promise.resolve() },
     maxConcurrentWorkflowTaskPolls: options.workflowTaskPolls,
     nonStickyToStickyPollRatio: 0.5,
