@@ -121,7 +121,10 @@ describe('the release in dist/', () => {
       if (!file.endsWith('.js') || file === join(dist, 'workflow-bundle.js')) continue;
       if (file.startsWith(join(dist, 'api', 'ui', 'static'))) continue; // the browser's
       const source = await readFile(file, 'utf8');
-      for (const match of source.matchAll(/(?:from|import)\s*\(?\s*'([^'.][^']*)'/g)) {
+      // `from '…'`, `import '…'`, `import('…')`; not a call such as `Buffer.from('[')`.
+      for (const match of source.matchAll(
+        /(?:\bfrom\s+|\bimport\s*\(\s*|\bimport\s+)'([^'.][^']*)'/g,
+      )) {
         const specifier = match[1] ?? '';
         const name = specifier.startsWith('@')
           ? specifier.split('/').slice(0, 2).join('/')
