@@ -18,6 +18,7 @@ import {
   setHeaderOptions,
   Watch,
   type KubernetesObject,
+  type RequestContext,
   type V1Deployment,
   type V1DeploymentList,
 } from '@kubernetes/client-node';
@@ -42,9 +43,68 @@ export interface KubeClientsOptions {
   context?: string | undefined;
 }
 
+/** The TLS material of an agent: two agents with the same may share their connections. */
+const TLS_OPTIONS = [
+  'ca',
+  'cert',
+  'key',
+  'pfx',
+  'passphrase',
+  'rejectUnauthorized',
+  'servername',
+] as const;
+
+function sameTlsOptions(a: https.AgentOptions, b: https.AgentOptions): boolean {
+  return TLS_OPTIONS.every((name) => {
+    const [x, y] = [a[name], b[name]];
+    if (Buffer.isBuffer(x) && Buffer.isBuffer(y)) return x.equals(y);
+    return x === y;
+  });
+}
+
+/**
+ * A kubeconfig whose API clients keep their connections to the API server open. The client
+ * library gives every request an agent of its own, so each one (a mirror, a scale, each object
+ * of a deploy) opened a new TCP connection and did a TLS handshake: 7–10 ms a request and ~4 ms
+ * of CPU on each side, against ~1.5 ms over an open connection. Here the requests share one
+ * keep-alive agent for as long as the TLS material (CA, client certificate) stays the same; when
+ * it changes (a rotated certificate file), the next request gets a new agent and the old one
+ * closes its connections once the requests on them are done. Through a proxy, the library's own
+ * agents are kept.
+ */
+class PooledKubeConfig extends KubeConfig {
+  private pooled: https.Agent | undefined;
+
+  override async applySecurityAuthentication(context: RequestContext): Promise<void> {
+    await super.applySecurityAuthentication(context);
+    const fresh = context.getAgent();
+    const Agent = fresh?.constructor;
+    if (!fresh || (Agent !== https.Agent && Agent !== http.Agent)) return;
+    if (this.getCurrentCluster()?.proxyUrl) return;
+    const { options } = fresh as https.Agent;
+    const pooled = this.pooled;
+    if (pooled?.constructor === Agent && sameTlsOptions(pooled.options, options)) {
+      context.setAgent(pooled);
+      return;
+    }
+    if (pooled) retire(pooled);
+    this.pooled = new (Agent as typeof https.Agent)({ ...options, keepAlive: true });
+    context.setAgent(this.pooled);
+  }
+}
+
+/** Closes an agent's idle connections, and each busy one when its request is done. */
+function retire(agent: http.Agent): void {
+  (agent as { keepAlive?: boolean }).keepAlive = false;
+  for (const sockets of Object.values(agent.freeSockets)) {
+    for (const socket of sockets ?? []) socket.destroy();
+  }
+  agent.on('free', (socket: { destroy(): void }) => socket.destroy());
+}
+
 /** Builds the API clients from a kubeconfig file or the default locations. */
 export function createKubeClients(options: KubeClientsOptions = {}): KubeClients {
-  const config = new KubeConfig();
+  const config = new PooledKubeConfig();
   if (options.kubeconfig) config.loadFromFile(options.kubeconfig);
   else config.loadFromDefault();
   if (options.context) config.setCurrentContext(options.context);
