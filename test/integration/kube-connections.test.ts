@@ -96,7 +96,7 @@ describe('connections to the API server', () => {
     try {
       const sockets = await connectionsOpenedBy(() => kube.core.readNamespace({ name: namespace }));
       expect(sockets).toHaveLength(1);
-      await eventually(() => {
+      await eventually(async () => {
         expect(open.filter((socket) => !socket.destroyed)).toHaveLength(0);
       }, 5_000);
     } finally {
