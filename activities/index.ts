@@ -97,6 +97,11 @@ export interface ActivityDeps {
   workflowStartTime?: (workflowId: string) => Promise<Date | undefined>;
   /** Tells the build workflow that its init Job is about to be created. */
   notifyInitStarted: (workflowId: string) => Promise<void>;
+  /**
+   * Gives a build's init slot back to the init slots workflow. Absent: only the build's workflow
+   * gives it back, once the init activity has ended.
+   */
+  releaseInitSlot?: (build: string) => Promise<void>;
   /** Starts (or finds) the build of a commit; returns its name. */
   ensureBuild: (commit: CommitInfo) => Promise<string>;
   /**
@@ -281,7 +286,12 @@ export function createActivities(deps: ActivityDeps) {
    * Job it created before it ends, so that the workflow, which waits for that, never sees two
    * Jobs of one kind at once (docs/failures.md).
    */
-  const runBuildJob = async (build: BuildRef, kind: JobKind, job: V1Job): Promise<JobOutcome> => {
+  const runBuildJob = async (
+    build: BuildRef,
+    kind: JobKind,
+    job: V1Job,
+    onEnded?: () => Promise<void>,
+  ): Promise<JobOutcome> => {
     const ctx = Context.current();
     let outcome: JobOutcome;
     try {
@@ -305,7 +315,11 @@ export function createActivities(deps: ActivityDeps) {
       throw error;
     }
     log.info({ build: build.name, job: outcome.jobName, ...outcome }, `${kind} Job ended`);
-    const jobLog = await keepJobLog(kube, namespace, build.name, kind, outcome);
+    // Done before this activity ends, so that whatever the workflow does next comes after it.
+    const [jobLog] = await Promise.all([
+      keepJobLog(kube, namespace, build.name, kind, outcome),
+      onEnded?.(),
+    ]);
     // What the script said is the root cause; the Job's condition only says that it failed.
     const said = outcome.succeeded ? null : scriptError(jobLog);
     return said ? { ...outcome, reason: `${said} (${outcome.reason ?? 'Job failed'})` } : outcome;
@@ -632,8 +646,16 @@ export function createActivities(deps: ActivityDeps) {
         );
         if (ctx.cancellationSignal.aborted) await ctx.cancelled;
         const started = Date.now();
+        // The Job has ended: its slot goes to the next queued init at once, not after its log
+        // is kept, this activity's end and a workflow task of the build (docs/architecture.md).
+        // The build's workflow gives it back too; a slot released twice is released once.
+        const releaseSlot = async () => {
+          await deps.releaseInitSlot?.(build.name).catch((error: unknown) => {
+            log.warn({ build: build.name, err: error }, 'init slot not released early');
+          });
+        };
         try {
-          const ended = await runBuildJob(build, 'initialize', job);
+          const ended = await runBuildJob(build, 'initialize', job, releaseSlot);
           metrics.initEnded(
             (Date.now() - started) / 1000,
             ended.succeeded ? 'succeeded' : 'failed',

@@ -30,6 +30,7 @@ import {
   fleetLimitsSignal,
   fleetWorkflowId,
   initSlotRequestSignal,
+  initSlotReleaseSignal,
   initSlotsLimitSignal,
   initSlotsWorkflowId,
   initStartedSignal,
@@ -208,6 +209,8 @@ async function main(): Promise<void> {
     },
     notifyInitStarted: (workflowId) =>
       client.workflow.getHandle(workflowId).signal(initStartedSignal),
+    releaseInitSlot: (build) =>
+      client.workflow.getHandle(initSlots.workflowId).signal(initSlotReleaseSignal, build),
     deploymentCache: () => cache.watcher?.deployments(),
     requestInitSlot: async (build, ticket, force) => {
       await client.workflow.signalWithStart('initSlotsWorkflow', {

@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  initSlotReleaseSignal,
   initSlotRequestSignal,
   initSlotsQuery,
   initSlotsWorkflowId,
@@ -17,6 +18,8 @@ import { eventually } from './helpers.js';
 
 const LIMIT = 4;
 let env: BuildEnv;
+/** The builds of the first test, all stopped once it passed. */
+let limited: string[] = [];
 
 beforeAll(async () => {
   env = await createBuildEnv({
@@ -57,6 +60,7 @@ describe('the global init limit', () => {
     }, 100);
     try {
       const commits = Array.from({ length: 16 }, (_, i) => env.commit('acme/shop', `f-${i}`));
+      limited = commits.map(buildName);
       const began = Date.now();
       await Promise.all(commits.map((commit) => env.build(commit)));
       for (const commit of commits) await env.waitForStatus(buildName(commit), 'stopped', 120_000);
@@ -86,6 +90,39 @@ describe('the global init limit', () => {
       clearInterval(polling);
       observer.stop();
     }
+  });
+
+  it("gives a slot back as soon as its init Job has ended, before the init activity's end", async () => {
+    expect(limited).toHaveLength(16);
+    const at = (event: { eventTime?: { seconds?: unknown; nanos?: number | null } | null }) =>
+      Number(event.eventTime?.seconds ?? 0) * 1000 + (event.eventTime?.nanos ?? 0) / 1e6;
+    const slots = env.client.workflow.getHandle(initSlotsWorkflowId(env.temporal.initTaskQueue));
+    const firstRelease = new Map<string, number>();
+    for (const event of (await slots.fetchHistory()).events ?? []) {
+      const signal = event.workflowExecutionSignaledEventAttributes;
+      if (signal?.signalName !== initSlotReleaseSignal.name) continue;
+      const build = JSON.parse(Buffer.from(signal.input!.payloads![0]!.data!).toString()) as string;
+      if (!firstRelease.has(build)) firstRelease.set(build, at(event));
+    }
+    const early: string[] = [];
+    for (const build of limited) {
+      const history = await env.client.workflow.getHandle(build).fetchHistory();
+      const events = history.events ?? [];
+      const scheduled = events.find(
+        (event) => event.activityTaskScheduledEventAttributes?.activityType?.name === 'initialize',
+      );
+      const completed = events.find(
+        (event) =>
+          event.activityTaskCompletedEventAttributes?.scheduledEventId?.toString() ===
+          scheduled?.eventId?.toString(),
+      );
+      expect(completed, `${build}: its init activity completed`).toBeDefined();
+      const released = firstRelease.get(build);
+      expect(released, `${build}: its slot was given back`).toBeDefined();
+      if (released! <= at(completed!)) early.push(build);
+    }
+    // The init activity releases the slot before it ends; the workflow's own release follows.
+    expect(early).toEqual(limited);
   });
 
   it('frees the slot of a build whose workflow is gone', async () => {
