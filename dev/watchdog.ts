@@ -30,12 +30,12 @@ if (sandbox) {
     console.log(`${new Date().toISOString()} volumes: ${line}`),
   );
 }
+console.log(`${new Date().toISOString()} watching ${runDir} for owner ${ownerPid}`);
 
 const timer = setInterval(() => {
-  if (!existsSync(join(runDir, 'sandbox.json'))) {
-    clearInterval(timer);
-    return;
-  }
+  // Stopped or torn down by someone else: nothing left to watch. Exiting, not just clearing the
+  // timer: the volume provisioner's watch would keep this process alive for ever.
+  if (!existsSync(join(runDir, 'sandbox.json'))) process.exit(0);
   if (isAlive(ownerPid)) return;
   clearInterval(timer);
   void (async () => {
