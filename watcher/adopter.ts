@@ -18,6 +18,9 @@ import type { DeploymentWatcher } from './deployment-watcher.js';
 /** Workflow starts in flight at once during an adoption round. */
 const ADOPT_CONCURRENCY = 16;
 
+/** Running workflows read per visibility page. */
+const LIST_PAGE_SIZE = 1000;
+
 /** Options of {@link startAdopter}. */
 export interface AdopterOptions {
   watcher: Pick<DeploymentWatcher, 'deployments'>;
@@ -28,6 +31,8 @@ export interface AdopterOptions {
   logger: Logger;
   /** Time between two rounds. */
   intervalMs: number;
+  /** Running workflows read per visibility page (default {@link LIST_PAGE_SIZE}). */
+  listPageSize?: number;
 }
 
 /** A running adopter. */
@@ -53,11 +58,28 @@ export function startAdopter(options: AdopterOptions): Adopter {
   const { client, temporal, kube, namespace } = options;
   const log = options.logger.child({ component: 'adopter' });
 
+  /**
+   * The ids of the running build workflows, read page by page from the visibility API itself:
+   * the client's `workflow.list` decodes each execution's memo, search attributes and times,
+   * which this never reads, for every build of the farm at every round.
+   */
   const runningWorkflows = async (): Promise<Set<string>> => {
     const running = new Set<string>();
     const query = `WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '${temporal.buildsTaskQueue}'`;
-    for await (const execution of client.workflow.list({ query }))
-      running.add(execution.workflowId);
+    let nextPageToken: Uint8Array | undefined;
+    do {
+      const page = await client.workflowService.listWorkflowExecutions({
+        namespace: client.options.namespace,
+        query,
+        pageSize: options.listPageSize ?? LIST_PAGE_SIZE,
+        ...(nextPageToken ? { nextPageToken } : {}),
+      });
+      for (const execution of page.executions ?? []) {
+        const id = execution.execution?.workflowId;
+        if (id) running.add(id);
+      }
+      nextPageToken = page.nextPageToken?.length ? page.nextPageToken : undefined;
+    } while (nextPageToken);
     return running;
   };
 

@@ -1,0 +1,122 @@
+/**
+ * The adopter reads the running build workflows page by page from Temporal's visibility API: a
+ * build whose workflow is on a later page is not taken for an orphan, and an orphan is adopted.
+ */
+import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
+import type { V1Deployment } from '@kubernetes/client-node';
+import type { Client } from '@temporalio/client';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { inject } from 'vitest';
+import { annotations, BUILD_LABEL, CLEANUP_FINALIZER } from '../../domain/build.js';
+import { buildName } from '../../domain/names.js';
+import { createKubeClients } from '../../lib/kube.js';
+import { ensureBuild } from '../../lib/temporal.js';
+import { startAdopter, type Adopter } from '../../watcher/adopter.js';
+import { createTestNamespace, eventually, temporalClient } from './helpers.js';
+
+const { kube: sandbox } = inject('sandbox');
+const kube = createKubeClients({ kubeconfig: sandbox.kubeconfig, context: sandbox.context });
+const queue = `adopter-pages-${randomBytes(3).toString('hex')}`;
+const temporal = { buildsTaskQueue: queue, initTaskQueue: `${queue}-init` };
+let client: Client;
+let namespace: string;
+let adopter: Adopter | undefined;
+
+beforeAll(async () => {
+  client = await temporalClient();
+  namespace = await createTestNamespace(kube.core, 'adopt-pages');
+});
+
+afterAll(async () => {
+  await adopter?.stop();
+  for await (const execution of client.workflow.list({
+    query: `TaskQueue = '${queue}' AND ExecutionStatus = 'Running'`,
+  })) {
+    await client.workflow.getHandle(execution.workflowId).terminate('test over');
+  }
+  await client.connection.close();
+});
+
+const commit = (branch: string) => ({
+  repo: 'acme/pages',
+  targetBranch: branch,
+  pr: null,
+  gitCommit: randomBytes(20).toString('hex'),
+});
+
+/** The lean Deployment the watcher's cache holds for a build of this commit. */
+function deploymentOf(c: ReturnType<typeof commit>): V1Deployment {
+  const name = buildName(c);
+  return {
+    metadata: {
+      name,
+      namespace,
+      labels: { [BUILD_LABEL]: name, 'runboat/status': 'stopped' },
+      annotations: {
+        [annotations.repo]: c.repo,
+        [annotations.targetBranch]: c.targetBranch,
+        [annotations.pr]: '',
+        [annotations.gitCommit]: c.gitCommit,
+        [annotations.initStatus]: 'succeeded',
+      },
+      finalizers: [CLEANUP_FINALIZER],
+    },
+    spec: { replicas: 0, selector: {}, template: {} },
+  };
+}
+
+describe('the adopter', () => {
+  it('reads every page of running workflows, and adopts only the orphan', async () => {
+    // Five builds whose workflows run (no worker polls their queue: they stay running), and one
+    // Deployment without a workflow.
+    const running = Array.from({ length: 5 }, (_, index) => commit(`runs-${index}`));
+    for (const c of running) {
+      await ensureBuild(
+        client,
+        { ...temporal, address: '', namespace: client.options.namespace },
+        {
+          commit: c,
+          trigger: { kind: 'api' },
+        },
+      );
+    }
+    const orphan = commit('orphan');
+    await eventually(async () => {
+      const { count } = await client.workflowService.countWorkflowExecutions({
+        namespace: client.options.namespace,
+        query: `TaskQueue = '${queue}' AND ExecutionStatus = 'Running'`,
+      });
+      expect(count?.toNumber()).toBe(5);
+    }, 20_000);
+
+    const lines: { msg?: string; build?: string }[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        lines.push(JSON.parse(chunk.toString()) as { msg?: string; build?: string });
+        done();
+      },
+    });
+    const deployments = [...running, orphan].map(deploymentOf);
+    adopter = startAdopter({
+      watcher: { deployments: () => deployments },
+      kube,
+      namespace,
+      client,
+      temporal: { ...temporal, address: '', namespace: client.options.namespace },
+      logger: pino({ level: 'debug' }, sink),
+      intervalMs: 3_600_000,
+      // Five running workflows on three pages.
+      listPageSize: 2,
+    });
+    await eventually(async () => {
+      expect(lines.some((line) => line.msg === 'adoption round')).toBe(true);
+    }, 20_000);
+    const adopted = lines.filter((line) => line.msg === 'adopted').map((line) => line.build);
+    expect(adopted).toEqual([buildName(orphan)]);
+    expect((await client.workflow.getHandle(buildName(orphan)).describe()).status.name).toBe(
+      'RUNNING',
+    );
+  });
+});
