@@ -79,8 +79,8 @@ class PooledKubeConfig extends KubeConfig {
     await super.applySecurityAuthentication(context);
     const fresh = context.getAgent();
     const Agent = fresh?.constructor;
+    // A proxy's agent (the kubeconfig's `proxy-url`) is of another class: left as it is.
     if (!fresh || (Agent !== https.Agent && Agent !== http.Agent)) return;
-    if (this.getCurrentCluster()?.proxyUrl) return;
     const { options } = fresh as https.Agent;
     const pooled = this.pooled;
     if (pooled?.constructor === Agent && sameTlsOptions(pooled.options, options)) {
