@@ -32,6 +32,8 @@ export interface Floors {
   activityEndToLocalActivity: number[];
   /** A ConfigMap created → seen by a watch of this process. */
   kubeWriteToWatch: number[];
+  /** A workflow start answered, 10 starts at a time (what a webhook for a configured repo waits on). */
+  startAnswered10: number[];
 }
 
 /** The floor workflow's activities. */
@@ -104,6 +106,7 @@ export async function measureFloors(options: {
     updateRoundTrip: [],
     activityEndToLocalActivity: [],
     kubeWriteToWatch: [],
+    startAnswered10: [],
   };
   const waitFor = async (key: string, map: Map<string, unknown>) => {
     for (const deadline = Date.now() + 30_000; !map.has(key);) {
@@ -133,6 +136,23 @@ export async function measureFloors(options: {
       await handle.signal(doneSignal);
       await handle.result();
     }
+    // Starts answered, 10 at a time, as concurrent webhooks start builds; on a queue no worker
+    // polls, so that the starts alone are timed. Terminated at once.
+    const idle = `${taskQueue}-unpolled`;
+    const ids: string[] = [];
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 10 }, async () => {
+        while (next < samples * 5) {
+          const id = `${idle}-${next++}`;
+          const t0 = Date.now();
+          await client.workflow.start('floorWorkflow', { workflowId: id, taskQueue: idle });
+          floors.startAnswered10.push(Date.now() - t0);
+          ids.push(id);
+        }
+      }),
+    );
+    await Promise.all(ids.map((id) => client.workflow.getHandle(id).terminate('floor measured')));
   } finally {
     worker.shutdown();
     await running;
