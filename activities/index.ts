@@ -617,7 +617,7 @@ export function createActivities(deps: ActivityDeps) {
       build: BuildRef,
       config: ResolvedBuild,
       generation: number,
-    ): Promise<JobOutcome> {
+    ): Promise<InitOutcome> {
       const ctx = Context.current();
       // The wait for an init slot: this attempt's scheduling to its start (docs/operations.md).
       metrics.initQueueWait((Date.now() - ctx.info.currentAttemptScheduledTimestampMs) / 1000);
@@ -648,11 +648,17 @@ export function createActivities(deps: ActivityDeps) {
         const started = Date.now();
         // The Job has ended: its slot goes to the next queued init at once, not after its log
         // is kept, this activity's end and a workflow task of the build (docs/architecture.md).
-        // The build's workflow gives it back too; a slot released twice is released once.
+        // The outcome says whether Temporal took the release: only then does the build's
+        // workflow leave it out.
+        let slotReleased = false;
         const releaseSlot = async () => {
-          await deps.releaseInitSlot?.(build.name).catch((error: unknown) => {
+          if (!deps.releaseInitSlot) return;
+          try {
+            await deps.releaseInitSlot(build.name);
+            slotReleased = true;
+          } catch (error) {
             log.warn({ build: build.name, err: error }, 'init slot not released early');
-          });
+          }
         };
         try {
           const ended = await runBuildJob(build, 'initialize', job, releaseSlot);
@@ -660,7 +666,7 @@ export function createActivities(deps: ActivityDeps) {
             (Date.now() - started) / 1000,
             ended.succeeded ? 'succeeded' : 'failed',
           );
-          return ended;
+          return { ...ended, slotReleased };
         } catch (error) {
           metrics.initEnded((Date.now() - started) / 1000, 'error');
           throw error;
@@ -804,6 +810,16 @@ export function createActivities(deps: ActivityDeps) {
 function podReady(pod: V1Pod): boolean {
   if (pod.metadata?.deletionTimestamp) return false;
   return pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+}
+
+/** How an init Job ended, and whether the init activity gave its slot back itself. */
+export interface InitOutcome extends JobOutcome {
+  /**
+   * True once Temporal has taken the init activity's release of the build's init slot; false
+   * when it sent none or it failed; absent from the outcome of a worker from before it. Only
+   * when true may the build's workflow leave its own release out.
+   */
+  slotReleased?: boolean;
 }
 
 /** What one transition writes onto the Deployment. */

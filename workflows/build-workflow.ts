@@ -24,7 +24,7 @@ import {
 } from '@temporalio/workflow';
 import type { SearchAttributeUpdatePair } from '@temporalio/common';
 import type { ActivityInterfaceFor } from '@temporalio/workflow';
-import type { BuildActivities, Mirror } from '../activities/index.js';
+import type { BuildActivities, InitOutcome, Mirror } from '../activities/index.js';
 import type { BuildRef, BuildStatus, JobKind, ResolvedBuild } from '../domain/build.js';
 import {
   defaultTaskQueues,
@@ -115,6 +115,13 @@ const FAST_TRANSITIONS = 'fast-transitions';
  * nothing.
  */
 const FLEET_TOLD_WHAT = 'fleet-told-what';
+
+/**
+ * Patch: a build whose init activity reports that it gave the init slot back itself sends no
+ * release of its own (docs/upgrades.md). Runs from before, and every other ending of an init,
+ * release from the workflow.
+ */
+const INIT_RELEASES_SLOT = 'init-releases-slot';
 
 type ActionKind = 'start' | 'stop' | 'reset' | 'undeploy';
 
@@ -541,8 +548,11 @@ class Build {
         ),
       );
       if (outcome === undefined) return;
-      // The Job has ended: the next queued init may start while this outcome is mirrored.
-      if (limited && patched(FAST_TRANSITIONS)) released = this.releaseInitSlot();
+      if (limited) {
+        if (this.slotGivenBackByInit(outcome)) released = Promise.resolve();
+        // The Job has ended: the next queued init may start while this outcome is mirrored.
+        else if (patched(FAST_TRANSITIONS)) released = this.releaseInitSlot();
+      }
       if ('error' in outcome) {
         await this.initEnded(false, failureReason(outcome.error));
         return;
@@ -593,6 +603,18 @@ class Build {
     if (this.grantedTicket === ticket) return true;
     await this.releaseInitSlot();
     return false;
+  }
+
+  /**
+   * Whether the init activity gave the slot back itself and Temporal took it (its outcome says
+   * so): then a release from here would be one more signal and workflow task of the init slots
+   * workflow for nothing. A failed activity, or an outcome without the fact (a worker from
+   * before it), leaves the release to this workflow.
+   */
+  private slotGivenBackByInit(outcome: { result: InitOutcome } | { error: unknown }): boolean {
+    return (
+      'result' in outcome && outcome.result.slotReleased === true && patched(INIT_RELEASES_SLOT)
+    );
   }
 
   /** Gives the init slot back (or withdraws the request); the slots may be gone: no matter. */
