@@ -5,7 +5,7 @@
  * leaves them.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -193,6 +193,28 @@ export async function sampleProcess(pid: number): Promise<ProcessSample> {
   // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name and state.
   const ticks = Number(fields[11]) + Number(fields[12]);
   return { rssMiB: rssKiB / 1024, cpuSeconds: ticks / clockTicks() };
+}
+
+/**
+ * CPU time so far of each of a process's threads, summed by thread name (from
+ * /proc/<pid>/task/<tid>/stat), in seconds: which part of a process is busy. Node leaves its
+ * threads named `node`: the main thread (JavaScript) is told apart from the others (V8's helpers,
+ * libuv's pool, worker threads); threads that name themselves (Temporal core's `tokio-runtime-w`)
+ * keep their name.
+ */
+export async function sampleThreads(pid: number): Promise<Record<string, number>> {
+  const byName: Record<string, number> = {};
+  for (const tid of await readdir(`/proc/${pid}/task`)) {
+    const stat = await readFile(`/proc/${pid}/task/${tid}/stat`, 'utf8').catch(() => '');
+    if (!stat) continue;
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    // Node names none of its threads: the main thread (the one whose id is the process's) apart.
+    const name = tid === String(pid) ? 'main thread' : `${comm} (other threads)`;
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const seconds = (Number(fields[11]) + Number(fields[12])) / clockTicks();
+    byName[name] = (byName[name] ?? 0) + seconds;
+  }
+  return byName;
 }
 
 /** CPU time the whole machine has spent busy (every core, every user), from /proc/stat, in seconds. */
