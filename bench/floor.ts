@@ -5,6 +5,7 @@
  * benchmark's own and a ConfigMap written and watched. A figure of ours above its floor is ours
  * to cut; the floor is not.
  */
+import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { makeInformer, type V1ConfigMap } from '@kubernetes/client-node';
 import { Context } from '@temporalio/activity';
@@ -19,6 +20,7 @@ import {
 import { buildSearchAttributeKeys } from '../domain/search-attributes.js';
 import { superviseInformer, type KubeClients } from '../lib/kube.js';
 import { doneSignal, pingUpdate } from './floor-workflows.js';
+import { BenchClient, timed } from './http-client.js';
 
 /** The floors, each a list of samples in ms. */
 export interface Floors {
@@ -34,6 +36,8 @@ export interface Floors {
   kubeWriteToWatch: number[];
   /** A workflow start answered, 10 starts at a time (what a webhook for a configured repo waits on). */
   startAnswered10: number[];
+  /** A GET answered by a Node server doing nothing else, one at a time, same client as the API's reads. */
+  emptyHttpAnswer: number[];
 }
 
 /** The floor workflow's activities. */
@@ -107,6 +111,7 @@ export async function measureFloors(options: {
     activityEndToLocalActivity: [],
     kubeWriteToWatch: [],
     startAnswered10: [],
+    emptyHttpAnswer: [],
   };
   const waitFor = async (key: string, map: Map<string, unknown>) => {
     for (const deadline = Date.now() + 30_000; !map.has(key);) {
@@ -203,7 +208,49 @@ export async function measureFloors(options: {
   } finally {
     await watch.stop();
   }
+  floors.emptyHttpAnswer = await emptyHttpAnswers(samples * 30);
   return floors;
+}
+
+/**
+ * `count` GETs, one at a time over a kept-alive connection, answered by a Node process that does
+ * nothing else (a fixed small JSON body): what a read costs on this machine, at this load, before
+ * any work of the API's.
+ */
+async function emptyHttpAnswers(count: number): Promise<number[]> {
+  const server = spawn(
+    process.execPath,
+    [
+      '-e',
+      `const s = require('node:http').createServer((q, r) => {
+         r.setHeader('content-type', 'application/json');
+         r.end('{"ok":true}');
+       });
+       s.listen(0, '127.0.0.1', () => console.log(s.address().port));`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  try {
+    const port = await new Promise<string>((resolve, reject) => {
+      server.stdout.once('data', (chunk: Buffer) => resolve(chunk.toString().trim()));
+      server.once('exit', () => reject(new Error('the empty HTTP server did not start')));
+    });
+    const client = new BenchClient(`http://127.0.0.1:${port}`);
+    try {
+      await timed(20, 1, async () => {
+        await client.get('/');
+      });
+      return (
+        await timed(count, 1, async () => {
+          await client.get('/');
+        })
+      ).latencies;
+    } finally {
+      client.close();
+    }
+  } finally {
+    server.kill();
+  }
 }
 
 /**
