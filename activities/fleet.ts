@@ -6,7 +6,7 @@
 import { Context } from '@temporalio/activity';
 import type { V1Deployment } from '@kubernetes/client-node';
 import { BUILD_LABEL, type BuildStatus } from '../domain/build.js';
-import { buildView } from '../domain/build-view.js';
+import { cachedBuildFacts } from '../domain/build-view.js';
 import { planEvictions, withChanges, type FleetChange } from '../domain/fleet.js';
 import type { FleetLimits } from '../domain/messages.js';
 import { GitHubApiError, isTransientGitHubError, type GitHubClient } from '../lib/github.js';
@@ -125,16 +125,16 @@ export function createFleetActivities(deps: FleetActivityDeps) {
 
   /** The builds as the fleet counts them, sticky ones marked. */
   const fleetMembers = (deployments: readonly V1Deployment[]): FleetBuild[] => {
-    const builds = deployments.map((deployment) => {
-      const view = buildView(deployment, deps.buildDomain);
+    const builds = deployments.map((deployment): FleetBuild => {
+      const facts = cachedBuildFacts(deployment);
       return {
-        name: view.name,
-        status: view.status,
-        lastScaled: view.last_scaled ?? view.created ?? '',
-        created: view.created ?? '',
-        repo: view.commit_info.repo,
-        targetBranch: view.commit_info.target_branch,
-        pr: view.commit_info.pr,
+        name: facts.name,
+        status: facts.status,
+        lastScaled: facts.lastScaled ?? facts.created ?? '',
+        created: facts.created ?? '',
+        repo: facts.repo,
+        targetBranch: facts.targetBranch,
+        pr: facts.pr,
         sticky: false,
       };
     });

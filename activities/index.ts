@@ -51,7 +51,7 @@ import {
 } from '../lib/kubefiles.js';
 import type { Logger } from '../lib/logger.js';
 import { findRepoConfig, type RepoConfig } from '../lib/settings.js';
-import { buildView } from '../domain/build-view.js';
+import { cachedBuildFacts } from '../domain/build-view.js';
 import { createFleetActivities } from './fleet.js';
 import { createGitHubReporter, phaseOfStatus, type ReportLink } from './github-status.js';
 import { createPollActivities } from './poll.js';
@@ -521,19 +521,19 @@ export function createActivities(deps: ActivityDeps) {
         deps.deploymentCache?.() ??
         (await kube.apps.listNamespacedDeployment({ namespace, labelSelector: BUILD_LABEL })).items;
       const self = items.find((d) => d.metadata?.name === build.name);
-      const created = buildView(self ?? {}, deps.buildDomain).created ?? '';
+      const created = cachedBuildFacts(self ?? {}).created ?? '';
       return items
-        .map((deployment) => buildView(deployment, deps.buildDomain))
+        .map((deployment) => cachedBuildFacts(deployment))
         .filter(
-          (view) =>
-            view.name !== build.name &&
-            view.status === 'todo' &&
-            view.commit_info.repo === build.commit.repo &&
-            view.commit_info.target_branch === build.commit.targetBranch &&
-            view.commit_info.pr === build.commit.pr &&
-            (view.created ?? '') < created,
+          (facts) =>
+            facts.name !== build.name &&
+            facts.status === 'todo' &&
+            facts.repo === build.commit.repo &&
+            facts.targetBranch === build.commit.targetBranch &&
+            facts.pr === build.commit.pr &&
+            (facts.created ?? '') < created,
         )
-        .map((view) => view.name);
+        .map((facts) => facts.name);
     },
 
     /** Applies the optional `start` or `stop` mode of the kubefiles; false when there is none. */

@@ -8,7 +8,7 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { V1Deployment } from '@kubernetes/client-node';
 import { BUILD_LABEL, type CommitInfo } from '../domain/build.js';
-import { buildView } from '../domain/build-view.js';
+import { cachedBuildFacts } from '../domain/build-view.js';
 import { buildName } from '../domain/names.js';
 import { isTransientGitHubError } from '../lib/github.js';
 import { findRepoConfig } from '../lib/settings.js';
@@ -120,10 +120,10 @@ export function createPollActivities(deps: PollActivityDeps) {
       result.heads = heads.length;
 
       const deployments = await deploymentsNow();
-      const views = deployments
-        .map((deployment) => buildView(deployment, deps.buildDomain))
-        .filter((view) => view.commit_info.repo === repo);
-      const deployed = new Set(views.map((view) => view.name));
+      const builds = deployments
+        .map((deployment) => cachedBuildFacts(deployment))
+        .filter((facts) => facts.repo === repo);
+      const deployed = new Set(builds.map((facts) => facts.name));
       const known = ensured.get(repo) ?? new Set<string>();
       const current = new Set<string>();
       for (const commit of heads) {
@@ -143,16 +143,16 @@ export function createPollActivities(deps: PollActivityDeps) {
       // Gone from GitHub: a branch deleted, a pull request closed or merged.
       const branchNames = new Set(branches.map((branch) => branch.name));
       const openPulls = new Set(pulls.map((pull) => pull.number));
-      for (const view of views) {
-        if (view.status === 'undeploying') continue;
-        const { pr, target_branch: branch } = view.commit_info;
+      for (const build of builds) {
+        if (build.status === 'undeploying') continue;
+        const { pr, targetBranch: branch } = build;
         const gone = pr === null ? !branchNames.has(branch) : !openPulls.has(pr);
         if (!gone || !deps.undeployBuild) continue;
         try {
-          await deps.undeployBuild(view.name);
-          result.undeployed.push(view.name);
+          await deps.undeployBuild(build.name);
+          result.undeployed.push(build.name);
         } catch (error) {
-          log.warn({ repo, build: view.name, err: error }, 'build of a gone head not undeployed');
+          log.warn({ repo, build: build.name, err: error }, 'build of a gone head not undeployed');
         }
         ctx.heartbeat();
       }

@@ -129,13 +129,67 @@ export function githubLinks(
 }
 
 /** The view of a build Deployment; builds live at `https://<slug>.<buildDomain>`. */
+/**
+ * What the worker reads of a build Deployment to count builds, plan the fleet's evictions and find
+ * a branch's builds: the part of {@link buildView} that costs little (no links, no commit notes).
+ * At 10,000 builds a whole view of each took ~60 ms of the worker's thread at every plan.
+ */
+export interface BuildFacts {
+  name: string;
+  status: BuildStatus;
+  repo: string;
+  targetBranch: string;
+  pr: number | null;
+  created: string | null;
+  lastScaled: string | null;
+}
+
+/** The {@link BuildFacts} of a build Deployment, derived as {@link buildView} derives them. */
+export function buildFacts(deployment: DeploymentLike): BuildFacts {
+  const notes = deployment.metadata?.annotations ?? {};
+  const pr = notes[annotations.pr];
+  return {
+    name: deployment.metadata?.name ?? '',
+    status: deriveStatus({
+      deletionTimestamp: deployment.metadata?.deletionTimestamp,
+      replicas: deployment.spec?.replicas ?? 0,
+      readyReplicas: deployment.status?.readyReplicas ?? 0,
+      annotations: notes,
+      statusLabel: deployment.metadata?.labels?.[STATUS_LABEL],
+    }),
+    repo: notes[annotations.repo] ?? '',
+    targetBranch: notes[annotations.targetBranch] ?? '',
+    pr: pr ? Number(pr) : null,
+    created: isoTime(deployment.metadata?.creationTimestamp),
+    lastScaled: isoTime(notes[annotations.lastScaled]),
+  };
+}
+
+const factsOf = new WeakMap<DeploymentLike, BuildFacts>();
+
+/**
+ * {@link buildFacts}, derived once per Deployment object and kept as long as the object lives.
+ * For objects nobody changes after they are read: the worker's informer cache stores a new
+ * object for each change of a Deployment, so a plan at 10,000 builds derives only what changed
+ * since the last one.
+ */
+export function cachedBuildFacts(deployment: DeploymentLike): BuildFacts {
+  let facts = factsOf.get(deployment);
+  if (!facts) {
+    facts = buildFacts(deployment);
+    factsOf.set(deployment, facts);
+  }
+  return facts;
+}
+
 export function buildView(deployment: DeploymentLike, buildDomain: string): BuildView {
   const commit = commitOf(deployment);
   const slug = buildSlug(commit);
   const notes = deployment.metadata?.annotations ?? {};
   const links = githubLinks(commit);
+  const facts = buildFacts(deployment);
   return {
-    name: deployment.metadata?.name ?? '',
+    name: facts.name,
     commit_info: {
       repo: commit.repo,
       target_branch: commit.targetBranch,
@@ -144,13 +198,7 @@ export function buildView(deployment: DeploymentLike, buildDomain: string): Buil
       message: commit.message ?? null,
       author: commit.author ?? null,
     },
-    status: deriveStatus({
-      deletionTimestamp: deployment.metadata?.deletionTimestamp,
-      replicas: deployment.spec?.replicas ?? 0,
-      readyReplicas: deployment.status?.readyReplicas ?? 0,
-      annotations: notes,
-      statusLabel: deployment.metadata?.labels?.[STATUS_LABEL],
-    }),
+    status: facts.status,
     init_status: notes[annotations.initStatus] ?? 'todo',
     image_status: notes[annotations.imageStatus] || null,
     deploy_link: `https://${slug}.${buildDomain}`,
@@ -158,8 +206,8 @@ export function buildView(deployment: DeploymentLike, buildDomain: string): Buil
     repo_target_branch_link: links.targetBranch,
     repo_pr_link: links.pr,
     repo_commit_link: links.commit,
-    created: isoTime(deployment.metadata?.creationTimestamp),
-    last_scaled: isoTime(notes[annotations.lastScaled]),
+    created: facts.created,
+    last_scaled: facts.lastScaled,
     failure_reason: notes[annotations.failureReason] || null,
   };
 }
