@@ -198,6 +198,20 @@ describe('pages', () => {
     expect(await row.locator('.card').count()).toBe(6);
     expect(await row.locator('.more').textContent()).toBe('1 older build of this branch →');
 
+    // Kubernetes gives creation times to the second, and cards of the same second are ordered by
+    // name: the newest build is made in a later second than every busy build, so that it is the
+    // newest on the page too (under load, it could share the last one's second).
+    const busy = (await (await fetch(`${api.url}/api/v1/builds?branch=busy`)).json()) as {
+      created: string | null;
+    }[];
+    const lastSecond =
+      busy
+        .map((b) => (b.created ?? '').slice(0, 19))
+        .sort()
+        .at(-1) ?? '';
+    while (new Date().toISOString().slice(0, 19) <= lastSecond) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
     const newest = { ...commitOf(null, 'Busy change 7', 'Cy Busy'), targetBranch: 'busy' };
     await env.build(newest);
     await row.locator(`.cards > .card:first-child${card(buildName(newest))}`).waitFor({
