@@ -33,6 +33,11 @@ export interface FleetPlanRequest {
   inFlight: Record<string, 'stop' | 'undeploy'>;
   /** What builds told the fleet of their changes, still to be seen in the cache. */
   changes?: FleetChange[];
+  /**
+   * How long to let a burst of changes settle before planning, here in the worker: a workflow
+   * timer of 200 ms fired after ~1 s on the sandbox's Temporal (docs/upgrades.md).
+   */
+  settleMs?: number;
 }
 
 /** The evictions to ask for, and nothing of the fleet itself (docs/architecture.md). */
@@ -177,6 +182,7 @@ export function createFleetActivities(deps: FleetActivityDeps) {
      * fleet's history, whatever the number of builds (docs/architecture.md, "The fleet").
      */
     async fleetPlan(request: FleetPlanRequest): Promise<FleetPlanResult> {
+      if (request.settleMs) await Context.current().sleep(request.settleMs);
       // A change a build told is counted even when the watch has not brought it yet.
       const told = withChanges(
         fleetMembers(await deploymentsNow()),

@@ -91,9 +91,17 @@ const SIGNAL_FAILED_RETRY_MS = 3_000;
  */
 const SINGLETON_SHORT_HISTORY = 'singleton-short-history';
 
+/**
+ * Patch: the 200 ms the fleet lets a burst of changes settle are waited in the plan's local
+ * activity, not on a workflow timer: Temporal fired that timer after about a second, and a start
+ * beyond the limit waited that long to be stopped (docs/upgrades.md).
+ */
+const FLEET_SETTLE_IN_PLAN = 'fleet-settle-in-plan';
+
 /** Builds signal in bursts (a webhook storm): recount once the burst settles. */
 const DEBOUNCE = '500 milliseconds';
-const LOCAL_DEBOUNCE = '200 milliseconds';
+const LOCAL_DEBOUNCE_MS = 200;
+const LOCAL_DEBOUNCE = `${LOCAL_DEBOUNCE_MS} milliseconds`;
 
 /** The fleet workflow; its id is `fleetWorkflowId(<builds task queue>)`. */
 export async function fleetWorkflow(input: FleetWorkflowInput): Promise<void> {
@@ -155,7 +163,8 @@ async function enforceLimits(input: FleetWorkflowInput): Promise<never> {
       await condition(() => dirty, recountMs);
     }
     const planLocally = patched(FLEET_PLAN_LOCAL);
-    await sleep(planLocally ? LOCAL_DEBOUNCE : DEBOUNCE);
+    const settleInPlan = planLocally && patched(FLEET_SETTLE_IN_PLAN);
+    if (!settleInPlan) await sleep(planLocally ? LOCAL_DEBOUNCE : DEBOUNCE);
     dirty = false;
     let plan: FleetPlan;
     const inWorker = patched(FLEET_PLAN_IN_WORKER);
@@ -167,6 +176,7 @@ async function enforceLimits(input: FleetWorkflowInput): Promise<never> {
         limits,
         inFlight: Object.fromEntries(inFlight),
         ...(told.size > 0 ? { changes: [...told.values()].map(({ change }) => change) } : {}),
+        ...(settleInPlan ? { settleMs: LOCAL_DEBOUNCE_MS } : {}),
       };
       const result = planLocally ? await local.fleetPlan(request) : await fleetPlan(request);
       for (const name of result.settled) {
