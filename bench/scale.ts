@@ -641,12 +641,11 @@ const STICKY_KIND = 2;
  * Webhook → the build's Deployment exists, one at a time. At rest: each webhook waits until the
  * previous build is initialized and the build it evicted is gone. Back to back: each is sent as
  * soon as the previous Deployment exists, while the previous builds initialize and evict (the
- * builds in flight then are counted, and the machine's CPU over the phase).
+ * builds in flight then are counted).
  */
 async function webhookToDeployment(b: Bench, count: number, atRest: boolean) {
   const latencies: number[] = [];
   const inFlight: number[] = [];
-  const cpuAtStart = await snapshot(b);
   // Where the time goes, from each build's history (Temporal's event times, this machine's clock).
   const parts = {
     toWorkflow: [] as number[],
@@ -672,8 +671,7 @@ async function webhookToDeployment(b: Bench, count: number, atRest: boolean) {
     parts.toTask.push(taskStarted - started);
     parts.toDeployment.push(seen - taskStarted);
   }
-  const machineCpu = cpuBetween(cpuAtStart, await snapshot(b))[MACHINE] ?? NaN;
-  return { latencies, parts, inFlight, machineCpu };
+  return { latencies, parts, inFlight };
 }
 
 /** Waits until no build is queued, initializing or undeploying, then one more second. */
@@ -858,7 +856,7 @@ async function measureRun(b: Bench, run: number) {
   const sse = await sseReplay(b);
   log(`run ${run}: webhook → Deployment, one at a time; configured repo, 10 at a time`);
   const atRest = await webhookToDeployment(b, 10, true);
-  const backToBack = await webhookToDeployment(b, 20, false);
+  const [backToBack, backToBackCpu] = await withCpu(b, () => webhookToDeployment(b, 20, false));
   const toDeployment = atRest.latencies;
   const [configured, configuredCpu] = await withCpu(b, () => configuredWebhooks(b));
   await drain(b);
@@ -895,6 +893,7 @@ async function measureRun(b: Bench, run: number) {
     burstMs,
     utilisation,
     cpu: {
+      backToBack: backToBackCpu,
       configured: configuredCpu,
       starts: startsCpu,
       burst: burstCpu,
@@ -1277,7 +1276,7 @@ function figures(
   const backToBackTask = over((r) => r.backToBack.parts.toTask);
   const backToBackWorker = over((r) => r.backToBack.parts.toDeployment);
   const backToBackInFlight = runsOf((r) => median(r.backToBack.inFlight));
-  const backToBackCpu = runsOf((r) => r.backToBack.machineCpu);
+  const backToBackCpu = runsOf((r) => r.cpu.backToBack.machine);
   const toDeploymentParts = {
     toWorkflow: over((r) => r.toDeploymentParts.toWorkflow),
     toTask: over((r) => r.toDeploymentParts.toTask),
