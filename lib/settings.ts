@@ -273,6 +273,12 @@ const envSchema = z.object({
   RUNBOAT_CANCEL_SUPERSEDED: bool.default(false),
   /** Seconds between two adoption rounds (builds found in Kubernetes without a workflow). */
   RUNBOAT_ADOPT_INTERVAL_SECONDS: z.coerce.number().positive().default(30),
+  /**
+   * Most seconds between two adoption rounds that list every running build workflow; the rounds
+   * between them look only at the Deployments new since the previous round and at the workflows
+   * closed since then.
+   */
+  RUNBOAT_ADOPT_LIST_SECONDS: z.coerce.number().positive().default(600),
   /** Seconds between two checks that every sticky branch head has a build. */
   RUNBOAT_STICKY_INTERVAL_SECONDS: z.coerce.number().positive().default(300),
   /** Cleanup Jobs run for one undeploy before the build shows `cleanup-failed`. */

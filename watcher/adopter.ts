@@ -10,6 +10,7 @@ import { CLEANUP_FINALIZER, JOB_KIND_LABEL } from '../domain/build.js';
 import { adoptedState } from '../domain/adoption.js';
 import { buildDetails, buildSummary } from '../domain/names.js';
 import type { BuildWorkflowInput } from '../domain/messages.js';
+import type { V1Deployment } from '@kubernetes/client-node';
 import type { KubeClients } from '../lib/kube.js';
 import type { Logger } from '../lib/logger.js';
 import { buildPolicy, type TemporalOptions } from '../lib/temporal.js';
@@ -20,6 +21,21 @@ const ADOPT_CONCURRENCY = 16;
 
 /** Running workflows read per visibility page. */
 const LIST_PAGE_SIZE = 1000;
+
+/** Default of {@link AdopterOptions.listEveryMs}. */
+const LIST_EVERY_MS = 600_000;
+
+/**
+ * Workflows closed this long before the previous round began are looked at again: Temporal's
+ * clock may differ from ours, and its visibility store shows a closed workflow a moment late.
+ */
+const CLOSED_OVERLAP_MS = 60_000;
+
+/** More builds to check than this: one listing of every running workflow is cheaper. */
+const SUSPECTS_MAX = 500;
+
+/** Workflow ids per `WorkflowId IN (…)` query. */
+const IDS_PER_QUERY = 100;
 
 /** Options of {@link startAdopter}. */
 export interface AdopterOptions {
@@ -33,6 +49,12 @@ export interface AdopterOptions {
   intervalMs: number;
   /** Running workflows read per visibility page (default {@link LIST_PAGE_SIZE}). */
   listPageSize?: number;
+  /**
+   * The longest time between two rounds that list every running workflow (default
+   * {@link LIST_EVERY_MS}); the rounds between them look only at the Deployments new since the
+   * previous round and at the workflows closed since then.
+   */
+  listEveryMs?: number;
 }
 
 /** A running adopter. */
@@ -41,7 +63,7 @@ export interface Adopter {
   runOnce(): Promise<number>;
   /**
    * The next round now rather than at the end of the interval (Temporal was seen to have lost
-   * its workflows); after the round under way when one is.
+   * its workflows), one that lists every running workflow; after the round under way when one is.
    */
   runSoon(): void;
   stop(): Promise<void>;
@@ -58,14 +80,15 @@ export function startAdopter(options: AdopterOptions): Adopter {
   const { client, temporal, kube, namespace } = options;
   const log = options.logger.child({ component: 'adopter' });
 
+  const buildsQuery = `WorkflowType = 'buildWorkflow' AND TaskQueue = '${temporal.buildsTaskQueue}'`;
+  const runningQuery = `${buildsQuery} AND ExecutionStatus = 'Running'`;
   /**
-   * The ids of the running build workflows, read page by page from the visibility API itself:
+   * The ids of the workflows a query finds, read page by page from the visibility API itself:
    * the client's `workflow.list` decodes each execution's memo, search attributes and times,
-   * which this never reads, for every build of the farm at every round.
+   * which this never reads.
    */
-  const runningWorkflows = async (): Promise<Set<string>> => {
-    const running = new Set<string>();
-    const query = `WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '${temporal.buildsTaskQueue}'`;
+  const workflowIds = async (query: string): Promise<Set<string>> => {
+    const ids = new Set<string>();
     let nextPageToken: Uint8Array | undefined;
     do {
       const page = await client.workflowService.listWorkflowExecutions({
@@ -76,26 +99,86 @@ export function startAdopter(options: AdopterOptions): Adopter {
       });
       for (const execution of page.executions ?? []) {
         const id = execution.execution?.workflowId;
-        if (id) running.add(id);
+        if (id) ids.add(id);
       }
       nextPageToken = page.nextPageToken?.length ? page.nextPageToken : undefined;
     } while (nextPageToken);
-    return running;
+    return ids;
+  };
+  /** Which of these builds have a running workflow, a hundred a query. */
+  const runningAmong = async (names: readonly string[]): Promise<Set<string>> => {
+    const found = new Set<string>();
+    for (let at = 0; at < names.length; at += IDS_PER_QUERY) {
+      const ids = names.slice(at, at + IDS_PER_QUERY).map((name) => `'${name}'`);
+      for (const id of await workflowIds(`${runningQuery} AND WorkflowId IN (${ids.join(', ')})`))
+        found.add(id);
+    }
+    return found;
+  };
+
+  const listEveryMs = options.listEveryMs ?? LIST_EVERY_MS;
+  /** When every running workflow was last listed (the first round lists them). */
+  let listedAt = -Infinity;
+  /** A listing asked for by {@link Adopter.runSoon}. */
+  let listAsked = false;
+  /** The builds of the previous round, and when it began (Temporal's time of closing). */
+  let previous: { names: ReadonlySet<string>; began: number } | undefined;
+  /** Builds whose adoption failed: looked at again at the next round. */
+  const failed = new Set<string>();
+
+  /**
+   * The Deployments without a running workflow. Every running workflow is listed now and then;
+   * at 10,000 builds a listing decodes 10,000 executions (and a major GC follows), which made most
+   * of an idle worker's CPU. Between listings a round looks only where an orphan can come from:
+   * a Deployment new since the previous round (the Python runboat's, or one made by hand), and a
+   * workflow closed since then (terminated by hand) whose Deployment is still there. A Temporal
+   * that lost its workflows is seen by the singletons check, which asks for a listing (runSoon).
+   */
+  const orphansOf = async (candidates: readonly V1Deployment[], began: number) => {
+    const names = new Set(candidates.map((deployment) => deployment.metadata?.name ?? ''));
+    const listDue = listAsked || !previous || began - listedAt >= listEveryMs;
+    let suspects: Set<string> | undefined;
+    if (!listDue && previous) {
+      const since = new Date(previous.began - CLOSED_OVERLAP_MS).toISOString();
+      const closed = await workflowIds(
+        `${buildsQuery} AND ExecutionStatus != 'Running' AND CloseTime > '${since}'`,
+      );
+      const known = previous.names;
+      suspects = new Set(
+        [...names].filter((name) => !known.has(name) || closed.has(name) || failed.has(name)),
+      );
+    }
+    let orphanNames: (name: string) => boolean;
+    if (suspects && suspects.size <= SUSPECTS_MAX) {
+      const alive = await runningAmong([...suspects]);
+      const orphans = suspects;
+      orphanNames = (name) => orphans.has(name) && !alive.has(name);
+    } else {
+      listAsked = false;
+      const alive = await workflowIds(runningQuery).catch((error: unknown) => {
+        listAsked = true;
+        throw error;
+      });
+      listedAt = began;
+      orphanNames = (name) => !alive.has(name);
+    }
+    previous = { names, began };
+    failed.clear();
+    return candidates.filter((deployment) => orphanNames(deployment.metadata?.name ?? ''));
   };
 
   const runOnce = async (): Promise<number> => {
-    const running = await runningWorkflows();
-    const orphans = options.watcher.deployments().filter((deployment) => {
-      const name = deployment.metadata?.name;
-      if (!name || running.has(name)) return false;
+    const began = Date.now();
+    const candidates = options.watcher.deployments().filter((deployment) => {
+      if (!deployment.metadata?.name) return false;
       // Deleted and let go by its workflow: it is on its way out, not an orphan.
-      const held = deployment.metadata?.finalizers?.includes(CLEANUP_FINALIZER) ?? false;
-      return !deployment.metadata?.deletionTimestamp || held;
+      const held = deployment.metadata.finalizers?.includes(CLEANUP_FINALIZER) ?? false;
+      return !deployment.metadata.deletionTimestamp || held;
     });
+    const orphans = await orphansOf(candidates, began);
     if (orphans.length === 0) return 0;
     const jobs = await kube.batch.listNamespacedJob({ namespace, labelSelector: JOB_KIND_LABEL });
     const jobNames = jobs.items.map((job) => job.metadata?.name ?? '');
-    const began = Date.now();
     let adopted = 0;
     const adopt = async (deployment: (typeof orphans)[number]) => {
       const state = adoptedState(deployment, jobNames);
@@ -120,6 +203,7 @@ export function startAdopter(options: AdopterOptions): Adopter {
           'adopted',
         );
       } catch (error) {
+        failed.add(state.name);
         log.warn({ build: state.name, err: error }, 'could not adopt');
       }
     };
@@ -170,6 +254,7 @@ export function startAdopter(options: AdopterOptions): Adopter {
   return {
     runOnce,
     runSoon() {
+      listAsked = true;
       if (running) again = true;
       else schedule(0);
     },

@@ -395,6 +395,7 @@ async function main(): Promise<void> {
           temporal: buildTemporal,
           logger,
           intervalMs: settings.RUNBOAT_ADOPT_INTERVAL_SECONDS * 1000,
+          listEveryMs: settings.RUNBOAT_ADOPT_LIST_SECONDS * 1000,
         })
       : undefined;
     adoption.adopter = adopter;

@@ -7,7 +7,7 @@ import { Writable } from 'node:stream';
 import type { V1Deployment } from '@kubernetes/client-node';
 import type { Client } from '@temporalio/client';
 import { pino } from 'pino';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { inject } from 'vitest';
 import { annotations, BUILD_LABEL, CLEANUP_FINALIZER } from '../../domain/build.js';
 import { buildName } from '../../domain/names.js';
@@ -118,5 +118,93 @@ describe('the adopter', () => {
     expect((await client.workflow.getHandle(buildName(orphan)).describe()).status.name).toBe(
       'RUNNING',
     );
+  });
+});
+
+describe('the adopter between two listings', () => {
+  const looked = `${queue}-between`;
+  const temporalLooked = { buildsTaskQueue: looked, initTaskQueue: `${looked}-init` };
+
+  afterAll(async () => {
+    for await (const execution of client.workflow.list({
+      query: `TaskQueue = '${looked}' AND ExecutionStatus = 'Running'`,
+    })) {
+      await client.workflow.getHandle(execution.workflowId).terminate('test over');
+    }
+  });
+
+  it('looks only at new Deployments and closed workflows, and adopts their orphans', async () => {
+    const commits = Array.from({ length: 3 }, (_, index) => commit(`between-${index}`));
+    for (const c of commits) {
+      await ensureBuild(
+        client,
+        { ...temporalLooked, address: '', namespace: client.options.namespace },
+        { commit: c, trigger: { kind: 'api' } },
+      );
+    }
+    await eventually(async () => {
+      const { count } = await client.workflowService.countWorkflowExecutions({
+        namespace: client.options.namespace,
+        query: `TaskQueue = '${looked}' AND ExecutionStatus = 'Running'`,
+      });
+      expect(count?.toNumber()).toBe(3);
+    }, 20_000);
+
+    // The real service, its queries recorded: a listing of every running workflow is the query
+    // that names neither workflow ids nor a close time.
+    const lists = vi.spyOn(client.workflowService, 'listWorkflowExecutions');
+    const queries = () => lists.mock.calls.map(([request]) => request.query ?? '');
+    const listings = () =>
+      queries().filter((query) => !/WorkflowId IN|CloseTime/.test(query)).length;
+    const lines: { msg?: string; build?: string }[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        lines.push(JSON.parse(chunk.toString()) as { msg?: string; build?: string });
+        done();
+      },
+    });
+    const adoptedBuilds = () =>
+      new Set(lines.filter((line) => line.msg === 'adopted').map((line) => line.build));
+    const deployments = commits.map(deploymentOf);
+    const between = startAdopter({
+      watcher: { deployments: () => deployments },
+      kube,
+      namespace,
+      client,
+      temporal: { ...temporalLooked, address: '', namespace: client.options.namespace },
+      logger: pino({ level: 'debug' }, sink),
+      intervalMs: 100,
+      listEveryMs: 3_600_000,
+    });
+    try {
+      // The first round lists every running workflow; the next ones only ask which closed.
+      await eventually(async () =>
+        expect(queries().filter((query) => query.includes('CloseTime')).length).toBeGreaterThan(5),
+      );
+      expect(listings()).toBe(1);
+      expect(adoptedBuilds()).toEqual(new Set());
+
+      // A workflow terminated by hand while its Deployment stays: adopted within a round or two.
+      const lost = buildName(commits[1] ?? commit('none'));
+      await client.workflow.getHandle(lost).terminate('lost by hand');
+      await eventually(async () => expect(adoptedBuilds()).toEqual(new Set([lost])), 20_000);
+      expect((await client.workflow.getHandle(lost).describe()).status.name).toBe('RUNNING');
+
+      // A Deployment that comes without a workflow (the Python runboat's): adopted.
+      const legacy = commit('between-legacy');
+      deployments.push(deploymentOf(legacy));
+      await eventually(
+        async () => expect(adoptedBuilds()).toEqual(new Set([lost, buildName(legacy)])),
+        20_000,
+      );
+      expect(listings()).toBe(1);
+
+      // Asked for (Temporal was seen to have lost its workflows): the next round lists.
+      between.runSoon();
+      await eventually(async () => expect(listings()).toBe(2));
+    } finally {
+      await between.stop();
+      lists.mockRestore();
+    }
   });
 });
