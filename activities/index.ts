@@ -438,6 +438,26 @@ export function createActivities(deps: ActivityDeps) {
     };
   };
 
+  /** Scales a build's Deployment and labels its status; its last-scaled time, null when gone. */
+  const scaleDeployment = async (
+    name: string,
+    replicas: number,
+    status: BuildStatus,
+  ): Promise<string | null> => {
+    const now = new Date().toISOString();
+    const patched = await guard('scale', () =>
+      patchDeployment(name, {
+        spec: { replicas },
+        metadata: {
+          labels: { [STATUS_LABEL]: status },
+          annotations: { [annotations.lastScaled]: now },
+        },
+      }),
+    );
+    if (patched) metrics.transition(status);
+    return patched ? now : null;
+  };
+
   /** Finds the repo's build configuration; an unsupported repo or branch is non-retryable. */
   const resolveBuildConfig = (build: BuildRef): ResolvedBuild => {
     const { repo, targetBranch } = build.commit;
@@ -558,19 +578,22 @@ export function createActivities(deps: ActivityDeps) {
      * Scales the Deployment, mirrors `status` and records when; returns that time (ISO), or null
      * if it is gone.
      */
+    /**
+     * A start whose configuration the workflow does not hold yet (an adopted build's first): the
+     * configuration, and the scale to 1 in the same local activity unless the kubefiles' start
+     * hook must come first. One round trip where there were two.
+     */
+    async resolveAndScaleUp(
+      build: BuildRef,
+      status: BuildStatus,
+    ): Promise<{ config: ResolvedBuild; lastScaled?: string | null }> {
+      const config = resolveBuildConfig(build);
+      if (config.hooks?.start !== false) return { config };
+      return { config, lastScaled: await scaleDeployment(build.name, 1, status) };
+    },
+
     async scale(name: string, replicas: number, status: BuildStatus): Promise<string | null> {
-      const now = new Date().toISOString();
-      const patched = await guard('scale', () =>
-        patchDeployment(name, {
-          spec: { replicas },
-          metadata: {
-            labels: { [STATUS_LABEL]: status },
-            annotations: { [annotations.lastScaled]: now },
-          },
-        }),
-      );
-      if (patched) metrics.transition(status);
-      return patched ? now : null;
+      return scaleDeployment(name, replicas, status);
     },
 
     /**

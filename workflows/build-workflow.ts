@@ -123,6 +123,13 @@ const FLEET_TOLD_WHAT = 'fleet-told-what';
  */
 const INIT_RELEASES_SLOT = 'init-releases-slot';
 
+/**
+ * Patch: a start whose configuration the workflow does not hold yet (an adopted build's first)
+ * resolves it and scales in one local activity (docs/upgrades.md). Runs from before resolve it
+ * in one local activity and scale in another.
+ */
+const START_RESOLVES_CONFIG = 'start-resolves-config';
+
 type ActionKind = 'start' | 'stop' | 'reset' | 'undeploy';
 
 interface Action {
@@ -350,6 +357,23 @@ class Build {
    */
   private get quick(): ActivityInterfaceFor<BuildActivities> {
     return patched(FAST_TRANSITIONS) ? local : short;
+  }
+
+  /**
+   * A start's configuration and scale in one local activity, when the configuration is not held
+   * yet and the kubefiles have no start hook; false when the start takes the usual path.
+   */
+  private async scaleUpResolving(): Promise<boolean> {
+    if (this.config || this.quick !== local || !patched(START_RESOLVES_CONFIG)) return false;
+    const outcome = await local.resolveAndScaleUp.executeWithOptions(
+      { summary: 'resolve the configuration and scale to 1' },
+      [this.ref, this.shown('starting')],
+    );
+    this.config = outcome.config;
+    this.state.deployLink = outcome.config.deployLink;
+    if (!('lastScaled' in outcome)) return false;
+    this.state.lastScaled = outcome.lastScaled ?? null;
+    return true;
   }
 
   private async configuration(): Promise<ResolvedBuild> {
@@ -708,13 +732,15 @@ class Build {
     }
     switch (action.kind) {
       case 'start': {
-        const config = await this.configuration();
-        if (config.hooks?.start !== false) await short.applyHook(this.ref, config, 'start');
-        this.state.lastScaled = await local.scale.executeWithOptions({ summary: 'scale to 1' }, [
-          this.state.name,
-          1,
-          this.shown('starting'),
-        ]);
+        if (!(await this.scaleUpResolving())) {
+          const config = await this.configuration();
+          if (config.hooks?.start !== false) await short.applyHook(this.ref, config, 'start');
+          this.state.lastScaled = await local.scale.executeWithOptions({ summary: 'scale to 1' }, [
+            this.state.name,
+            1,
+            this.shown('starting'),
+          ]);
+        }
         this.setStatus('starting');
         done();
         await this.notifyFleet();

@@ -16,7 +16,13 @@ import { RUN_FOR_ANNOTATION } from '../../dev/kwok-stages.js';
 import { restartTemporal } from '../../dev/sandbox.js';
 import { mergePatch } from '../../lib/kube.js';
 import { spawnApi, type WorkerProcess } from '../../dev/worker-process.js';
-import { createBuildEnv, testRepos, type BuildEnv } from './build-env.js';
+import {
+  createBuildEnv,
+  kubefilesWithStartHook,
+  localActivitySummaries,
+  testRepos,
+  type BuildEnv,
+} from './build-env.js';
 import { eventually } from './helpers.js';
 
 let env: BuildEnv;
@@ -34,6 +40,11 @@ beforeAll(async () => {
             templateVars: { initPodAnnotations: { [RUN_FOR_ANNOTATION]: '15s' } },
           },
         ],
+      },
+      {
+        repo: 'acme/hooked',
+        branch: '.*',
+        builds: [{ image: 'ghcr.io/acme/odoo:16.0', kubefiles: await kubefilesWithStartHook() }],
       },
       testRepos.acme,
     ],
@@ -118,6 +129,10 @@ describe('adoption', () => {
         (await fetch(`${api.url}/api/v1/builds/${first}/start`, { method: 'POST' })).status,
       ).toBe(202);
       await env.waitForStatus(first, 'started');
+      // Its configuration never resolved (adopted): resolved and scaled in one local activity.
+      const firstSteps = await localActivitySummaries(env.client.workflow.getHandle(first));
+      expect(firstSteps).toContain('resolve the configuration and scale to 1');
+      expect(firstSteps).not.toContain('scale to 1');
       expect(
         (await fetch(`${api.url}/api/v1/builds/${first}/stop`, { method: 'POST' })).status,
       ).toBe(202);
@@ -142,6 +157,37 @@ describe('adoption', () => {
       await handle.executeUpdate(undeployUpdate);
       await handle.result();
     }
+  });
+
+  it('applies the start hook of an adopted build before it scales it', async () => {
+    const commit = env.commit('acme/hooked', 'adopted-hook');
+    const name = buildName(commit);
+    const handle = await env.build(commit);
+    await env.waitForStatus(name, 'stopped');
+    const { runId } = await handle.describe();
+    await handle.terminate('test: lost history');
+    // Adopted: a new run, which holds no configuration yet.
+    await eventually(async () => {
+      const adopted = await env.client.workflow.getHandle(name).describe();
+      expect(adopted.runId).not.toBe(runId);
+      expect(adopted.status.name).toBe('RUNNING');
+    }, 30_000);
+    const adopted = env.client.workflow.getHandle(name);
+    await eventually(async () => expect((await adopted.query(stateQuery)).status).toBe('stopped'));
+    await adopted.executeUpdate(startUpdate);
+    const hook = await env.kube.core.readNamespacedConfigMap({
+      name: `${name}-hook`,
+      namespace: env.namespace,
+    });
+    expect(hook.data).toEqual({ branch: 'adopted-hook' });
+    await env.waitForStatus(name, 'started');
+    // The configuration came with the first local activity; the scale waited for the hook.
+    const steps = await localActivitySummaries(adopted);
+    const resolved = steps.indexOf('resolve the configuration and scale to 1');
+    expect(resolved).toBeGreaterThanOrEqual(0);
+    expect(steps.indexOf('scale to 1')).toBeGreaterThan(resolved);
+    await adopted.executeUpdate(undeployUpdate);
+    await adopted.result();
   });
 
   it('adopts every build back after Temporal lost its database: nothing undeployed, no Job twice', async () => {

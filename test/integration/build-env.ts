@@ -4,7 +4,7 @@
  * killed as an operator would.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Watch, type V1Deployment, type V1Job } from '@kubernetes/client-node';
@@ -17,6 +17,7 @@ import {
   type CommitInfo,
 } from '../../domain/build.js';
 import { createKubeClients, isKubeStatus, type KubeClients } from '../../lib/kube.js';
+import { defaultKubefilesDir } from '../../lib/kubefiles.js';
 import { connectClient, ensureBuild, type TemporalOptions } from '../../lib/temporal.js';
 import type { SandboxInfo } from '../../dev/sandbox.js';
 import { spawnWorker, type WorkerProcess } from '../../dev/worker-process.js';
@@ -267,4 +268,36 @@ export async function scheduledActivities(
   return (history.events ?? []).map(
     (event) => event.activityTaskScheduledEventAttributes?.activityType?.name,
   );
+}
+
+/** The summaries of the local activities a workflow's run recorded, in order. */
+export async function localActivitySummaries(handle: WorkflowHandle): Promise<string[]> {
+  const history = await handle.fetchHistory();
+  return (history.events ?? [])
+    .filter((event) => event.markerRecordedEventAttributes)
+    .map((event) => {
+      const data = event.userMetadata?.summary?.data;
+      return data ? (JSON.parse(Buffer.from(data).toString('utf8')) as string) : '';
+    });
+}
+
+/** The default kubefiles plus a `start` hook that leaves a ConfigMap behind. */
+export async function kubefilesWithStartHook(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'runboat-kubefiles-'));
+  await cp(defaultKubefilesDir, dir, { recursive: true });
+  await writeFile(
+    join(dir, 'start.yaml.njk'),
+    [
+      'apiVersion: v1',
+      'kind: ConfigMap',
+      'metadata:',
+      "  name: {{ (buildName ~ '-hook') | yaml }}",
+      '  labels:',
+      '    runboat/build: {{ buildName | yaml }}',
+      'data:',
+      '  branch: {{ commit.targetBranch | yaml }}',
+      '',
+    ].join('\n'),
+  );
+  return dir;
 }

@@ -2,9 +2,7 @@
  * The life of a build against the real sandbox: a real worker process, real Temporal, real
  * Kubernetes controllers, and a fake GitHub receiving commit statuses.
  */
-import { cp, mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUILD_LABEL, annotations } from '../../domain/build.js';
@@ -17,35 +15,19 @@ import {
   undeployUpdate,
 } from '../../domain/messages.js';
 import { buildName } from '../../domain/names.js';
-import { defaultKubefilesDir } from '../../lib/kubefiles.js';
 import { RUN_FOR_ANNOTATION } from '../../dev/kwok-stages.js';
 import type { WorkerProcess } from '../../dev/worker-process.js';
-import { createBuildEnv, scheduledActivities, testRepos, type BuildEnv } from './build-env.js';
+import {
+  createBuildEnv,
+  kubefilesWithStartHook,
+  scheduledActivities,
+  testRepos,
+  type BuildEnv,
+} from './build-env.js';
 import { eventually } from './helpers.js';
 
 let env: BuildEnv;
 let worker: WorkerProcess;
-
-/** The default kubefiles plus a `start` hook that leaves a ConfigMap behind. */
-async function kubefilesWithStartHook(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'runboat-kubefiles-'));
-  await cp(defaultKubefilesDir, dir, { recursive: true });
-  await writeFile(
-    join(dir, 'start.yaml.njk'),
-    [
-      'apiVersion: v1',
-      'kind: ConfigMap',
-      'metadata:',
-      "  name: {{ (buildName ~ '-hook') | yaml }}",
-      '  labels:',
-      '    runboat/build: {{ buildName | yaml }}',
-      'data:',
-      '  branch: {{ commit.targetBranch | yaml }}',
-      '',
-    ].join('\n'),
-  );
-  return dir;
-}
 
 beforeAll(async () => {
   env = await createBuildEnv({
