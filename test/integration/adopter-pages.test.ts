@@ -13,7 +13,7 @@ import { annotations, BUILD_LABEL, CLEANUP_FINALIZER } from '../../domain/build.
 import { buildName } from '../../domain/names.js';
 import { createKubeClients } from '../../lib/kube.js';
 import { ensureBuild } from '../../lib/temporal.js';
-import { startAdopter, type Adopter } from '../../watcher/adopter.js';
+import { startAdopter, type Adopter, type AdopterOptions } from '../../watcher/adopter.js';
 import { createTestNamespace, eventually, temporalClient } from './helpers.js';
 
 const { kube: sandbox } = inject('sandbox');
@@ -31,11 +31,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await adopter?.stop();
-  for await (const execution of client.workflow.list({
-    query: `TaskQueue = '${queue}' AND ExecutionStatus = 'Running'`,
-  })) {
-    await client.workflow.getHandle(execution.workflowId).terminate('test over');
-  }
+  await terminateRunning(queue);
   await client.connection.close();
 });
 
@@ -67,49 +63,74 @@ function deploymentOf(c: ReturnType<typeof commit>): V1Deployment {
   };
 }
 
+/** Ends the workflows a test left running on a task queue. */
+async function terminateRunning(taskQueue: string) {
+  for await (const execution of client.workflow.list({
+    query: `TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'`,
+  })) {
+    await client.workflow.getHandle(execution.workflowId).terminate('test over');
+  }
+}
+
+type QueueNames = typeof temporal;
+
+/** Build workflows on a queue no worker polls (they stay running), once Temporal counts them. */
+async function runningBuilds(queues: QueueNames, commits: ReturnType<typeof commit>[]) {
+  for (const c of commits) {
+    await ensureBuild(
+      client,
+      { ...queues, address: '', namespace: client.options.namespace },
+      { commit: c, trigger: { kind: 'api' } },
+    );
+  }
+  await eventually(async () => {
+    const { count } = await client.workflowService.countWorkflowExecutions({
+      namespace: client.options.namespace,
+      query: `TaskQueue = '${queues.buildsTaskQueue}' AND ExecutionStatus = 'Running'`,
+    });
+    expect(count?.toNumber()).toBe(commits.length);
+  }, 20_000);
+}
+
+/** An adopter over these Deployments, its log lines kept. */
+function loggedAdopter(
+  queues: QueueNames,
+  deployments: V1Deployment[],
+  options: Pick<AdopterOptions, 'intervalMs' | 'listPageSize' | 'listEveryMs'>,
+) {
+  const lines: { msg?: string; build?: string }[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(JSON.parse(chunk.toString()) as { msg?: string; build?: string });
+      done();
+    },
+  });
+  const started = startAdopter({
+    watcher: { deployments: () => deployments },
+    kube,
+    namespace,
+    client,
+    temporal: { ...queues, address: '', namespace: client.options.namespace },
+    logger: pino({ level: 'debug' }, sink),
+    ...options,
+  });
+  return { adopter: started, lines };
+}
+
 describe('the adopter', () => {
   it('reads every page of running workflows, and adopts only the orphan', async () => {
     // Five builds whose workflows run (no worker polls their queue: they stay running), and one
     // Deployment without a workflow.
     const running = Array.from({ length: 5 }, (_, index) => commit(`runs-${index}`));
-    for (const c of running) {
-      await ensureBuild(
-        client,
-        { ...temporal, address: '', namespace: client.options.namespace },
-        {
-          commit: c,
-          trigger: { kind: 'api' },
-        },
-      );
-    }
+    await runningBuilds(temporal, running);
     const orphan = commit('orphan');
-    await eventually(async () => {
-      const { count } = await client.workflowService.countWorkflowExecutions({
-        namespace: client.options.namespace,
-        query: `TaskQueue = '${queue}' AND ExecutionStatus = 'Running'`,
-      });
-      expect(count?.toNumber()).toBe(5);
-    }, 20_000);
-
-    const lines: { msg?: string; build?: string }[] = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        lines.push(JSON.parse(chunk.toString()) as { msg?: string; build?: string });
-        done();
-      },
-    });
-    const deployments = [...running, orphan].map(deploymentOf);
-    adopter = startAdopter({
-      watcher: { deployments: () => deployments },
-      kube,
-      namespace,
-      client,
-      temporal: { ...temporal, address: '', namespace: client.options.namespace },
-      logger: pino({ level: 'debug' }, sink),
+    const logged = loggedAdopter(temporal, [...running, orphan].map(deploymentOf), {
       intervalMs: 3_600_000,
       // Five running workflows on three pages.
       listPageSize: 2,
     });
+    adopter = logged.adopter;
+    const { lines } = logged;
     await eventually(async () => {
       expect(lines.some((line) => line.msg === 'adoption round')).toBe(true);
     }, 20_000);
@@ -126,29 +147,12 @@ describe('the adopter between two listings', () => {
   const temporalLooked = { buildsTaskQueue: looked, initTaskQueue: `${looked}-init` };
 
   afterAll(async () => {
-    for await (const execution of client.workflow.list({
-      query: `TaskQueue = '${looked}' AND ExecutionStatus = 'Running'`,
-    })) {
-      await client.workflow.getHandle(execution.workflowId).terminate('test over');
-    }
+    await terminateRunning(looked);
   });
 
   it('looks only at new Deployments and closed workflows, and adopts their orphans', async () => {
     const commits = Array.from({ length: 3 }, (_, index) => commit(`between-${index}`));
-    for (const c of commits) {
-      await ensureBuild(
-        client,
-        { ...temporalLooked, address: '', namespace: client.options.namespace },
-        { commit: c, trigger: { kind: 'api' } },
-      );
-    }
-    await eventually(async () => {
-      const { count } = await client.workflowService.countWorkflowExecutions({
-        namespace: client.options.namespace,
-        query: `TaskQueue = '${looked}' AND ExecutionStatus = 'Running'`,
-      });
-      expect(count?.toNumber()).toBe(3);
-    }, 20_000);
+    await runningBuilds(temporalLooked, commits);
 
     // The real service, its queries recorded: a listing of every running workflow is the query
     // that names neither workflow ids nor a close time.
@@ -156,26 +160,13 @@ describe('the adopter between two listings', () => {
     const queries = () => lists.mock.calls.map(([request]) => request.query ?? '');
     const listings = () =>
       queries().filter((query) => !/WorkflowId IN|CloseTime/.test(query)).length;
-    const lines: { msg?: string; build?: string }[] = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        lines.push(JSON.parse(chunk.toString()) as { msg?: string; build?: string });
-        done();
-      },
-    });
-    const adoptedBuilds = () =>
-      new Set(lines.filter((line) => line.msg === 'adopted').map((line) => line.build));
     const deployments = commits.map(deploymentOf);
-    const between = startAdopter({
-      watcher: { deployments: () => deployments },
-      kube,
-      namespace,
-      client,
-      temporal: { ...temporalLooked, address: '', namespace: client.options.namespace },
-      logger: pino({ level: 'debug' }, sink),
+    const { adopter: between, lines } = loggedAdopter(temporalLooked, deployments, {
       intervalMs: 100,
       listEveryMs: 3_600_000,
     });
+    const adoptedBuilds = () =>
+      new Set(lines.filter((line) => line.msg === 'adopted').map((line) => line.build));
     try {
       // The first round lists every running workflow; the next ones only ask which closed.
       await eventually(async () =>
