@@ -575,10 +575,6 @@ export function createActivities(deps: ActivityDeps) {
     },
 
     /**
-     * Scales the Deployment, mirrors `status` and records when; returns that time (ISO), or null
-     * if it is gone.
-     */
-    /**
      * A start whose configuration the workflow does not hold yet (an adopted build's first): the
      * configuration, and the scale to 1 in the same local activity unless the kubefiles' start
      * hook must come first. One round trip where there were two.
@@ -592,6 +588,10 @@ export function createActivities(deps: ActivityDeps) {
       return { config, lastScaled: await scaleDeployment(build.name, 1, status) };
     },
 
+    /**
+     * Scales the Deployment, mirrors `status` and records when; returns that time (ISO), or null
+     * if it is gone.
+     */
     async scale(name: string, replicas: number, status: BuildStatus): Promise<string | null> {
       return scaleDeployment(name, replicas, status);
     },

@@ -369,17 +369,21 @@ class Build {
       { summary: 'resolve the configuration and scale to 1' },
       [this.ref, this.shown('starting')],
     );
-    this.config = outcome.config;
-    this.state.deployLink = outcome.config.deployLink;
+    this.hold(outcome.config);
     if (!('lastScaled' in outcome)) return false;
     this.state.lastScaled = outcome.lastScaled ?? null;
     return true;
   }
 
   private async configuration(): Promise<ResolvedBuild> {
-    this.config ??= await this.quick.resolveBuildConfig(this.ref);
-    this.state.deployLink = this.config.deployLink;
-    return this.config;
+    return this.hold(this.config ?? (await this.quick.resolveBuildConfig(this.ref)));
+  }
+
+  /** Keeps the build's configuration, and the deploy link it gives. */
+  private hold(config: ResolvedBuild): ResolvedBuild {
+    this.config = config;
+    this.state.deployLink = config.deployLink;
+    return config;
   }
 
   private shouldContinueAsNew(): boolean {
