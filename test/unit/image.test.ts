@@ -9,18 +9,19 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { ALLOCATOR_TUNABLES } from '../../dev/worker-process.js';
 
 const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const run = promisify(execFile);
 let appDir: string;
 
 /** What a stand-in `dist/<entry>/main.js` saw: its entry, arguments and worker roles. */
-async function entrypoint(...args: string[]): Promise<unknown> {
+async function entrypoint(args: string[], env: NodeJS.ProcessEnv = {}): Promise<unknown> {
   const { stdout } = await run(
     'sh',
     [join(projectRoot, 'deploy', 'docker-entrypoint.sh'), ...args],
     {
-      env: { PATH: process.env.PATH, APP_DIR: appDir },
+      env: { PATH: process.env.PATH, APP_DIR: appDir, ...env },
     },
   );
   return JSON.parse(stdout);
@@ -33,21 +34,31 @@ beforeAll(async () => {
     await writeFile(
       join(appDir, 'dist', entry, 'main.js'),
       `console.log(JSON.stringify({ entry: '${entry}', args: process.argv.slice(2), ` +
-        `roles: process.env.RUNBOAT_WORKER_ROLES ?? null, pid: process.pid }));`,
+        `roles: process.env.RUNBOAT_WORKER_ROLES ?? null, pid: process.pid, ` +
+        `tunables: process.env.GLIBC_TUNABLES ?? null }));`,
     );
   }
 });
 
 describe('the image entry point', () => {
   it('runs the API by default and on `api`', async () => {
-    expect(await entrypoint()).toMatchObject({ entry: 'api', args: [], roles: null });
-    expect(await entrypoint('api')).toMatchObject({ entry: 'api', args: [] });
+    expect(await entrypoint([])).toMatchObject({ entry: 'api', args: [], roles: null });
+    expect(await entrypoint(['api'])).toMatchObject({ entry: 'api', args: [] });
   });
 
   it('runs a worker of the roles the command names, or of both', async () => {
-    expect(await entrypoint('worker', 'init')).toMatchObject({ entry: 'worker', roles: 'init' });
-    expect(await entrypoint('worker', 'builds')).toMatchObject({ roles: 'builds' });
-    expect(await entrypoint('worker')).toMatchObject({ entry: 'worker', roles: null });
+    expect(await entrypoint(['worker', 'init'])).toMatchObject({ entry: 'worker', roles: 'init' });
+    expect(await entrypoint(['worker', 'builds'])).toMatchObject({ roles: 'builds' });
+    expect(await entrypoint(['worker'])).toMatchObject({ entry: 'worker', roles: null });
+  });
+
+  it("sets glibc's allocator as the processes started by `npm start` have it, unless told", async () => {
+    expect(ALLOCATOR_TUNABLES).toMatch(/^glibc\.malloc\.\w+=\d+(:glibc\.malloc\.\w+=\d+)*$/);
+    for (const role of [['api'], ['worker', 'builds']]) {
+      expect(await entrypoint(role)).toMatchObject({ tunables: ALLOCATOR_TUNABLES });
+    }
+    const own = 'glibc.malloc.arena_max=4';
+    expect(await entrypoint(['worker'], { GLIBC_TUNABLES: own })).toMatchObject({ tunables: own });
   });
 
   it('runs any other command as it is', async () => {
