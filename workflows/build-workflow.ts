@@ -421,8 +421,10 @@ class Build {
       }
       if (this.shouldContinueAsNew()) {
         await condition(allHandlersFinished);
-        if (this.actions.length === 0) {
-          await this.reporting;
+        await this.reporting;
+        // Asked for meanwhile (an undeploy while the last commit status went out): done here,
+        // never carried over as a status without its action.
+        if (this.actions.length === 0 && allHandlersFinished()) {
           return continueAsNew<typeof buildWorkflow>({
             ...this.input,
             state: this.state,

@@ -209,6 +209,19 @@ describe('builds under pressure', () => {
     await handle.result();
   });
 
+  it('takes an undeploy asked while it continues as new (its last commit status slow)', async () => {
+    const commit = env.commit('acme/shop', 'undeploy-at-rollover');
+    const name = buildName(commit);
+    // The statuses take 2 s each: once stopped, past its limit of 10 events, the build waits
+    // for them to go out before it continues as new, and the undeploy comes meanwhile.
+    env.github.statusDelays.set(commit.gitCommit, 2000);
+    const handle = await env.build(commit, 10);
+    await env.waitForStatus(name, 'stopped');
+    await handle.executeUpdate(undeployUpdate);
+    await handle.result();
+    expect(await env.deployment(name)).toBeUndefined();
+  });
+
   it('continues as new on a long history and keeps serving with its state', async () => {
     const commit = env.commit('acme/shop', 'long-lived');
     const name = buildName(commit);
