@@ -46,13 +46,8 @@ export interface BuildWorkflowInput {
   fleetWorkflowId?: string;
   /** Once deployed, undeploy older builds of the same branch or PR still queued for init. */
   cancelSuperseded?: boolean;
-  /**
-   * Continue-as-new once history has this many events (default: once idle past 40 events, or
-   * when Temporal suggests it).
-   */
+  /** Continue-as-new once history has this many events (default: when Temporal suggests it). */
   maxHistoryEvents?: number;
-  /** Set by the run that continued as new into this one: an adopted build is adopted once. */
-  continued?: boolean;
   /** Cleanup Jobs run for one undeploy before the build shows cleanup-failed (default 4). */
   cleanupAttempts?: number;
   /** Seconds before the second cleanup attempt, doubled before each further one (default 5). */

@@ -130,21 +130,6 @@ const INIT_RELEASES_SLOT = 'init-releases-slot';
  */
 const START_RESOLVES_CONFIG = 'start-resolves-config';
 
-/**
- * Patch: an idle build continues as new once its run's history passes
- * {@link IDLE_HISTORY_EVENTS} events (docs/upgrades.md). A build out of the worker's cache replays
- * its run's history at its next task, one workflow task at a time: a start waited for the replay
- * of every transition since the run began. Runs from before continue as new only when Temporal
- * suggests it (or past `maxHistoryEvents`).
- */
-const IDLE_CONTINUE_AS_NEW = 'idle-continue-as-new';
-
-/**
- * History events past which an idle build continues as new: a deploy and its init, or a start
- * and a stop, write about as many.
- */
-const IDLE_HISTORY_EVENTS = 40;
-
 type ActionKind = 'start' | 'stop' | 'reset' | 'undeploy';
 
 interface Action {
@@ -177,8 +162,6 @@ function invalidTransition(message: string): ApplicationFailure {
 class Build {
   readonly state: BuildState;
   private config: ResolvedBuild | undefined;
-  /** Whether this run continues as new past {@link IDLE_HISTORY_EVENTS}: read once it matters. */
-  private idleLimit: boolean | undefined;
   private readonly actions: Action[] = [];
   private readonly init: ActivityInterfaceFor<BuildActivities>;
   /** The ticket of the last init slot granted (see `awaitInitSlot`). */
@@ -403,33 +386,16 @@ class Build {
     return config;
   }
 
-  /** Whether the run should continue as new; {@link historyBounded} has the last word. */
   private shouldContinueAsNew(): boolean {
     const info = workflowInfo();
-    if (info.continueAsNewSuggested) return true;
     const limit = this.input.maxHistoryEvents;
-    if (limit !== undefined) return info.historyLength > limit;
-    return this.idleLimit !== false && info.historyLength > IDLE_HISTORY_EVENTS;
-  }
-
-  /**
-   * False for a run from before {@link IDLE_CONTINUE_AS_NEW} past the idle limit: it goes on, and
-   * {@link shouldContinueAsNew} no longer counts that limit. The patch is read once it decides
-   * something, never in a condition.
-   */
-  private historyBounded(): boolean {
-    if (workflowInfo().continueAsNewSuggested || this.input.maxHistoryEvents !== undefined) {
-      return true;
-    }
-    this.idleLimit ??= patched(IDLE_CONTINUE_AS_NEW);
-    return this.idleLimit;
+    return info.continueAsNewSuggested || (limit !== undefined && info.historyLength > limit);
   }
 
   async run(): Promise<BuildState> {
     try {
       if (!this.input.state) await this.deploy();
-      // A run the previous one continued has nothing to adopt: that one had.
-      else if (this.input.trigger.kind === 'adopted' && !this.input.continued) await this.adopt();
+      else if (this.input.trigger.kind === 'adopted') await this.adopt();
     } catch (error) {
       await this.failed(error, 'build');
     }
@@ -454,7 +420,6 @@ class Build {
         continue;
       }
       if (this.shouldContinueAsNew()) {
-        if (!this.historyBounded()) continue;
         await condition(allHandlersFinished);
         await this.reporting;
         // Asked for meanwhile (an undeploy while the last commit status went out): done here,
@@ -464,7 +429,6 @@ class Build {
             ...this.input,
             state: this.state,
             config: this.config,
-            continued: true,
           });
         }
         continue;

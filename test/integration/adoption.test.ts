@@ -18,7 +18,6 @@ import { mergePatch } from '../../lib/kube.js';
 import { spawnApi, type WorkerProcess } from '../../dev/worker-process.js';
 import {
   createBuildEnv,
-  cycleUntilContinuedAsNew,
   kubefilesWithStartHook,
   localActivitySummaries,
   testRepos,
@@ -158,38 +157,6 @@ describe('adoption', () => {
       await handle.executeUpdate(undeployUpdate);
       await handle.result();
     }
-  });
-
-  it('adopts a build once: the runs it continues as new into adopt nothing', async () => {
-    const name = `b${randomBytes(16).toString('hex')}`;
-    await env.kube.apps.createNamespacedDeployment({
-      namespace: env.namespace,
-      body: pythonRunboatDeployment(name, randomBytes(20).toString('hex')),
-    });
-    const handle = env.client.workflow.getHandle(name);
-    await eventually(async () => expect((await handle.query(stateQuery)).status).toBe('stopped'));
-    const adoptedRun = (await handle.describe()).runId;
-    const continued = await cycleUntilContinuedAsNew(env, handle, name);
-    expect(continued.runId).not.toBe(adoptedRun);
-    // Up to the first update it took (the stop, if it continued as new once started): no status
-    // mirrored, no search attribute written again, as adopting does both.
-    const events = await eventually(async () => {
-      const history = await env.client.workflow.getHandle(name, continued.runId).fetchHistory();
-      const found = history.events ?? [];
-      const asked = found.findIndex(
-        (event) => event.workflowExecutionUpdateAcceptedEventAttributes,
-      );
-      const before = asked < 0 ? found : found.slice(0, asked);
-      expect(before.some((event) => event.workflowTaskCompletedEventAttributes)).toBe(true);
-      return before;
-    });
-    expect(events.filter((event) => event.markerRecordedEventAttributes)).toEqual([]);
-    expect(events.filter((event) => event.upsertWorkflowSearchAttributesEventAttributes)).toEqual(
-      [],
-    );
-    expect(await handle.query(stateQuery)).toMatchObject({ status: 'stopped' });
-    await handle.executeUpdate(undeployUpdate);
-    await handle.result();
   });
 
   it('applies the start hook of an adopted build before it scales it', async () => {

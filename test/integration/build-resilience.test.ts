@@ -5,8 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { BUILD_LABEL, JOB_KIND_LABEL, annotations, type CommitInfo } from '../../domain/build.js';
-import type { WorkflowExecutionInfo } from '@temporalio/client';
-import { startUpdate, stateQuery, stopUpdate, undeployUpdate } from '../../domain/messages.js';
+import { stateQuery, undeployUpdate } from '../../domain/messages.js';
 import { buildName } from '../../domain/names.js';
 import { RUN_FOR_ANNOTATION } from '../../dev/kwok-stages.js';
 import {
@@ -208,40 +207,6 @@ describe('builds under pressure', () => {
     }
     await handle.executeUpdate(undeployUpdate);
     await handle.result();
-  });
-
-  it('continues as new whenever idle past 40 events: every run short, the state carried', async () => {
-    const commit = env.commit('acme/shop', 'idle-history');
-    const name = buildName(commit);
-    const handle = await env.build(commit);
-    await env.waitForStatus(name, 'stopped');
-    for (let cycle = 0; cycle < 3; cycle++) {
-      await handle.executeUpdate(startUpdate);
-      await env.waitForStatus(name, 'started');
-      await handle.executeUpdate(stopUpdate);
-      await env.waitForStatus(name, 'stopped');
-    }
-    const runs = await eventually(async () => {
-      const found: WorkflowExecutionInfo[] = [];
-      for await (const run of env.client.workflow.list({ query: `WorkflowId = '${name}'` })) {
-        found.push(run);
-      }
-      // The deploy and the init, then about every second transition: a run each.
-      expect(found.length).toBeGreaterThanOrEqual(3);
-      return found;
-    });
-    for (const run of runs.filter((r) => r.status.name === 'CONTINUED_AS_NEW')) {
-      // Past 40 events, by what one deploy and init, or one start or stop, writes at most.
-      expect(run.historyLength).toBeGreaterThan(40);
-      expect(run.historyLength).toBeLessThan(100);
-    }
-    const state = await handle.query(stateQuery);
-    expect(state).toMatchObject({ status: 'stopped', initStatus: 'succeeded', initGeneration: 1 });
-    await handle.executeUpdate(startUpdate);
-    await env.waitForStatus(name, 'started');
-    await handle.executeUpdate(undeployUpdate);
-    await handle.result();
-    expect(await env.deployment(name)).toBeUndefined();
   });
 
   it('takes an undeploy asked while it continues as new (its last commit status slow)', async () => {
