@@ -205,9 +205,13 @@ describe('an image build', () => {
     expect(log.status).toBe(200);
     expect(log.text).toMatch(new RegExp(`^# ${name}-build-1: succeeded`));
     expect(log.text).toContain(BUILDER_LINE);
+    // Commit statuses go out in order, after the transition they tell: the last may follow
+    // `stopped` by a moment.
+    await eventually(async () =>
+      expect(env.github.statusesOf(first.gitCommit).at(-1)?.state).toBe('success'),
+    );
     const statuses = env.github.statusesOf(first.gitCommit).map((s) => s.description);
     expect(statuses).toContain('building image');
-    expect(env.github.statusesOf(first.gitCommit).at(-1)?.state).toBe('success');
   });
 
   it('is not built again for a pull request of the same commit: no build Job, same image', async () => {
