@@ -270,3 +270,14 @@ export function legacyDeployment(build: LegacyBuild): V1Deployment {
     },
   };
 }
+
+/**
+ * The metrics URL a worker logged at its start (the last start, for a log a restarted worker
+ * appended to), on loopback.
+ */
+export async function workerMetricsUrl(logFile: string): Promise<string> {
+  const log = await readFile(logFile, 'utf8');
+  const url = [...log.matchAll(/"metrics":"(http:[^"]+)"/g)].at(-1)?.[1];
+  if (!url) throw new Error(`no metrics URL in ${logFile}`);
+  return url.replace('0.0.0.0', '127.0.0.1');
+}

@@ -44,6 +44,7 @@ import {
   sampleProcess,
   sampleThreads,
   summary,
+  workerMetricsUrl,
   writeReport,
 } from './bench-kit.js';
 import { measureFloors, type Floors } from './floor.js';
@@ -713,10 +714,8 @@ async function configuredWebhooks(b: Bench, count = 100): Promise<number[]> {
 
 /** The builds worker's sticky cache misses so far (a workflow task for a workflow it evicted). */
 async function stickyCacheMisses(b: Bench): Promise<number> {
-  const log = await readFile(join(b.work, 'builds-worker.log'), 'utf8');
-  const url = [...log.matchAll(/"metrics":"(http:[^"]+)"/g)].at(-1)?.[1];
-  if (!url) throw new Error('no metrics URL in the builds worker log');
-  const text = await (await fetch(url.replace('0.0.0.0', '127.0.0.1'))).text();
+  const url = await workerMetricsUrl(join(b.work, 'builds-worker.log'));
+  const text = await (await fetch(url)).text();
   return [...text.matchAll(/^temporal_sticky_cache_miss\{[^}]*\} (\d+)/gm)].reduce(
     (sum, match) => sum + Number(match[1]),
     0,

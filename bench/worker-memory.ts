@@ -15,7 +15,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -33,6 +33,7 @@ import {
   machine,
   median,
   sampleProcess,
+  workerMetricsUrl,
   writeReport,
 } from './bench-kit.js';
 
@@ -245,8 +246,7 @@ async function main(): Promise<void> {
     );
     stopWorker = () => worker.stop();
     const pid = worker.child.pid as number;
-    const metricsUrl = /"metrics":"(http:[^"]+)"/.exec(await readFile(logFile, 'utf8'))?.[1];
-    if (!metricsUrl) throw new Error(`no metrics URL in ${logFile}`);
+    const metricsUrl = await workerMetricsUrl(logFile);
     const client = await connectClient(temporal);
     const running = async () =>
       (
