@@ -57,6 +57,7 @@ import { createGitHubReporter, phaseOfStatus, type ReportLink } from './github-s
 import { createPollActivities } from './poll.js';
 import { createRedeliveryActivities } from './redeliver.js';
 import { createInitSlotsActivities } from './init-slots.js';
+import { mirrorAhead } from './mirror-ahead.js';
 import { createImageBuildActivities, resolveImageBuild } from './image-build.js';
 import {
   jobName,
@@ -290,7 +291,7 @@ export function createActivities(deps: ActivityDeps) {
     build: BuildRef,
     kind: JobKind,
     job: V1Job,
-    onEnded?: () => Promise<void>,
+    onEnded?: (outcome: JobOutcome) => Promise<unknown>,
   ): Promise<JobOutcome> => {
     const ctx = Context.current();
     let outcome: JobOutcome;
@@ -318,7 +319,7 @@ export function createActivities(deps: ActivityDeps) {
     // Done before this activity ends, so that whatever the workflow does next comes after it.
     const [jobLog] = await Promise.all([
       keepJobLog(kube, namespace, build.name, kind, outcome),
-      onEnded?.(),
+      onEnded?.(outcome),
     ]);
     // What the script said is the root cause; the Job's condition only says that it failed.
     const said = outcome.succeeded ? null : scriptError(jobLog);
@@ -597,24 +598,30 @@ export function createActivities(deps: ActivityDeps) {
     },
 
     /**
-     * Waits until the build has a ready pod (the workflow mirrors `started`); false when its
-     * Deployment is gone. The pods are watched, not the Deployment: its ready count follows a
+     * Waits until the build has a ready pod, shows it `started` (the workflow mirrors it again);
+     * false when its Deployment is gone. The pods are watched, not the Deployment: its ready count follows a
      * pod's readiness only after the ReplicaSet and Deployment controllers have passed it on.
      */
     async awaitReady(name: string): Promise<boolean> {
       const ctx = Context.current();
       const path = `/api/v1/namespaces/${namespace}/pods`;
       const selector = `${BUILD_LABEL}=${name},!${JOB_KIND_LABEL}`;
+      // Ready: the build shows `started` at once; the workflow mirrors it again after this
+      // activity (activities/mirror-ahead.ts).
+      const showStarted = async () => {
+        await mirrorAhead(kube, namespace, name, 'starting', { status: 'started' }, log);
+        return true;
+      };
       for (;;) {
         try {
           const deployment = await kube.apps.readNamespacedDeploymentStatus({ name, namespace });
-          if ((deployment.status?.readyReplicas ?? 0) >= 1) return true;
+          if ((deployment.status?.readyReplicas ?? 0) >= 1) return showStarted();
         } catch (error) {
           if (isKubeStatus(error, 404)) return false;
           throw error;
         }
         const pods = await kube.core.listNamespacedPod({ namespace, labelSelector: selector });
-        if (pods.items.some(podReady)) return true;
+        if (pods.items.some(podReady)) return showStarted();
         ctx.heartbeat();
         const rv = pods.metadata?.resourceVersion;
         const seen = await waitForMatch(
@@ -627,14 +634,14 @@ export function createActivities(deps: ActivityDeps) {
           ctx.cancellationSignal,
         );
         if (ctx.cancellationSignal.aborted) await ctx.cancelled;
-        if (seen) return true;
+        if (seen) return showStarted();
       }
     },
 
     /**
      * Runs the init Job to its end (init task queue: one slot per Job). Its first act marks the
-     * build initializing; its last keeps the log. The workflow mirrors the outcome, so that
-     * Kubernetes never shows a state the workflow does not know yet.
+     * build initializing; its last keeps the log. A Job complete shows the build `stopped` at
+     * once; the workflow mirrors every outcome (a failure with the cause its log gives).
      */
     async initialize(
       build: BuildRef,
@@ -683,8 +690,27 @@ export function createActivities(deps: ActivityDeps) {
             log.warn({ build: build.name, err: error }, 'init slot not released early');
           }
         };
+        // Complete: the build shows `stopped` at once, not after its log is kept, this
+        // activity's end and a workflow task (activities/mirror-ahead.ts).
+        const showStopped = async (ended: JobOutcome) => {
+          if (!ended.succeeded || ctx.cancellationSignal.aborted) return;
+          await mirrorAhead(
+            kube,
+            namespace,
+            build.name,
+            'initializing',
+            {
+              status: 'stopped',
+              initStatus: 'succeeded',
+              failureReason: '',
+            },
+            log,
+          );
+        };
         try {
-          const ended = await runBuildJob(build, 'initialize', job, releaseSlot);
+          const ended = await runBuildJob(build, 'initialize', job, (ended) =>
+            Promise.all([releaseSlot(), showStopped(ended)]),
+          );
           metrics.initEnded(
             (Date.now() - started) / 1000,
             ended.succeeded ? 'succeeded' : 'failed',

@@ -10,7 +10,8 @@ import {
   WorkflowUpdateFailedError,
   type Client,
 } from '@temporalio/client';
-import type { CommitInfo } from '../domain/build.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { BuildStatus, CommitInfo } from '../domain/build.js';
 import {
   INVALID_TRANSITION,
   resetUpdate,
@@ -57,7 +58,21 @@ export interface BuildCommandsOptions {
   github?: GitHubClient | undefined;
   /** How long an update may take before the API gives up on it (default 30 s). */
   updateTimeoutMs?: number;
+  /** The status the build's Deployment shows (the API's index), to catch up with the workflow. */
+  shown?: (name: string) => BuildStatus | undefined;
+  /** How long a refused start or stop is asked again while the build shows it possible (10 s). */
+  catchUpMs?: number;
 }
+
+/**
+ * A start or stop the workflow refused while the Deployment already shows the build stopped or
+ * running: its init Job completed and the init activity showed it `stopped` before the workflow
+ * learnt it (activities/mirror-ahead.ts). Asked again until the workflow has caught up, for at
+ * most this long, so that what the API lists is what it accepts.
+ */
+const CATCH_UP_MS = 10_000;
+const CATCH_UP_EVERY_MS = 50;
+const RUNNABLE: readonly BuildStatus[] = ['stopped', 'stopping', 'starting', 'started'];
 
 /** gRPC status DEADLINE_EXCEEDED. */
 const GRPC_DEADLINE_EXCEEDED = 4;
@@ -89,35 +104,56 @@ export function createBuildCommands(options: BuildCommandsOptions): BuildCommand
     async transition(name, transition) {
       const handle = options.client.workflow.getHandle(name);
       const timeoutMs = options.updateTimeoutMs ?? 30_000;
-      try {
-        // Waiting for the outcome, never just the acceptance: a validator's refusal is only
-        // known from it (docs/failures.md). A deadline, so that no request hangs on a build
-        // whose worker is away.
-        await options.client.withDeadline(Date.now() + timeoutMs, () =>
-          handle.executeUpdate(updates[transition]),
-        );
-      } catch (error) {
-        if (error instanceof WorkflowNotFoundError) throw new BuildNotFoundError(name);
-        const timedOut =
-          error instanceof WorkflowUpdateRPCTimeoutOrCancelledError ||
-          (isGrpcServiceError(error) && error.code === GRPC_DEADLINE_EXCEEDED);
-        if (timedOut) {
-          throw new ClientError(
-            `build ${name} did not answer ${transition} within ${timeoutMs / 1000} s: is a worker of the builds role running? Try again once one is`,
-            503,
+      const catchUpUntil = Date.now() + Math.min(options.catchUpMs ?? CATCH_UP_MS, timeoutMs);
+      const behind = () =>
+        (transition === 'start' || transition === 'stop') &&
+        RUNNABLE.includes(options.shown?.(name) as BuildStatus) &&
+        Date.now() < catchUpUntil;
+      for (;;) {
+        try {
+          // Waiting for the outcome, never just the acceptance: a validator's refusal is only
+          // known from it (docs/failures.md). A deadline, so that no request hangs on a build
+          // whose worker is away.
+          await options.client.withDeadline(Date.now() + timeoutMs, () =>
+            handle.executeUpdate(updates[transition]),
           );
-        }
-        if (error instanceof WorkflowUpdateFailedError) {
-          const cause = error.cause as { type?: string; message?: string } | undefined;
-          if (cause?.type === INVALID_TRANSITION) {
-            throw new InvalidTransitionError(cause.message ?? `cannot ${transition} ${name}`);
+          return;
+        } catch (error) {
+          if (refusal(error) === undefined || !behind()) {
+            throw updateError(error, name, transition, timeoutMs);
           }
         }
-        throw error;
+        await sleep(CATCH_UP_EVERY_MS);
       }
     },
     async branchHead(repo, branch) {
       return options.github?.branchHead(repo, branch);
     },
   };
+}
+
+/** The validator's refusal of an update (its reason), or undefined for any other failure. */
+function refusal(error: unknown): string | undefined {
+  if (!(error instanceof WorkflowUpdateFailedError)) return undefined;
+  const cause = error.cause as { type?: string; message?: string } | undefined;
+  return cause?.type === INVALID_TRANSITION ? (cause.message ?? '') : undefined;
+}
+
+/** The API's error for an update that failed. */
+function updateError(error: unknown, name: string, transition: Transition, timeoutMs: number) {
+  if (error instanceof WorkflowNotFoundError) return new BuildNotFoundError(name);
+  const timedOut =
+    error instanceof WorkflowUpdateRPCTimeoutOrCancelledError ||
+    (isGrpcServiceError(error) && error.code === GRPC_DEADLINE_EXCEEDED);
+  if (timedOut) {
+    return new ClientError(
+      `build ${name} did not answer ${transition} within ${timeoutMs / 1000} s: is a worker of the builds role running? Try again once one is`,
+      503,
+    );
+  }
+  const refused = refusal(error);
+  if (refused !== undefined) {
+    return new InvalidTransitionError(refused || `cannot ${transition} ${name}`);
+  }
+  return error;
 }

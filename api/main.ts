@@ -175,6 +175,7 @@ async function main(): Promise<void> {
     repos,
     github,
     updateTimeoutMs: settings.RUNBOAT_UPDATE_TIMEOUT_SECONDS * 1000,
+    shown: (name) => index.get(name)?.status,
   });
   const metrics = new Registry();
   collectDefaultMetrics({ register: metrics });
