@@ -312,3 +312,53 @@ export async function measureAdoptionFloor(options: {
     await connection.close();
   }
 }
+
+/**
+ * An update → the local activity its handler runs, every `everyMs` while `busy` runs: what one
+ * hop through Temporal costs under the load of the rest of the benchmark (a churn), against its
+ * floor at rest ({@link Floors.updateToLocalActivity}).
+ */
+export async function updateFloorWhile(
+  options: { client: Client; temporalAddress: string; temporalNamespace: string },
+  busy: Promise<unknown>,
+  everyMs = 500,
+): Promise<number[]> {
+  const marks = new Map<string, number>();
+  let release: (() => void) | undefined;
+  const activities: FloorActivities = {
+    mark(label) {
+      marks.set(label, Date.now());
+      return Promise.resolve();
+    },
+    held: () => new Promise((resolve) => (release = resolve)),
+  };
+  const { taskQueue, connection, worker } = await floorWorker(options, 'bench-floor-busy', {
+    activities,
+  });
+  const running = worker.run();
+  const samples: number[] = [];
+  let over = false;
+  void busy.finally(() => (over = true));
+  try {
+    const handle = await options.client.workflow.start('floorWorkflow', {
+      workflowId: taskQueue,
+      taskQueue,
+    });
+    while (!release) await new Promise((resolve) => setTimeout(resolve, 10));
+    while (!over) {
+      marks.delete('update');
+      const t0 = Date.now();
+      await handle.executeUpdate(pingUpdate);
+      samples.push((marks.get('update') ?? NaN) - t0);
+      await new Promise((resolve) => setTimeout(resolve, everyMs));
+    }
+    release();
+    await handle.signal(doneSignal);
+    await handle.result();
+  } finally {
+    worker.shutdown();
+    await running;
+    await connection.close();
+  }
+  return samples;
+}

@@ -47,7 +47,7 @@ import {
   workerMetricsUrl,
   writeReport,
 } from './bench-kit.js';
-import { measureFloors, type Floors } from './floor.js';
+import { measureFloors, updateFloorWhile, type Floors } from './floor.js';
 import { BenchClient, signedDelivery, timed, type Prepared } from './http-client.js';
 import { BuildEvents, ClusterView, readEvents } from './observers.js';
 
@@ -838,11 +838,20 @@ async function initUtilisation(b: Bench) {
     const created = names
       .map((name) => b.cluster.jobCreatedAt.get(name) ?? NaN)
       .sort((x, y) => x - y);
-    const handoffMs = median(created.slice(4).map((at, i) => at - (completed[i] ?? NaN)));
+    const handoffs = created.slice(4).map((at, i) => at - (completed[i] ?? NaN));
+    // Where a makespan above 10 Job times goes: the start, while the 40 builds deploy at once,
+    // and the waves after it (from the 9th Job's creation to the last build stopped).
+    const stoppedAt = names
+      .map((name) => b.cluster.status.firstSince(`${name} stopped`, t0) ?? NaN)
+      .sort((x, y) => x - y);
+    const laterWaves = ((stoppedAt.at(-1) ?? NaN) - (created[8] ?? NaN)) / (8 * jobMs);
     return {
       makespanMs,
       jobMs,
-      handoffMs,
+      handoffMs: median(handoffs),
+      slowestHandoffMs: Math.max(...handoffs),
+      firstJobsMs: [(created[0] ?? NaN) - t0, (created[3] ?? NaN) - t0],
+      laterWaves,
       ratio: makespanMs / (10 * jobMs),
       peak: b.cluster.peakInit,
       builds: names.length,
@@ -940,8 +949,9 @@ async function churn(b: Bench) {
   }, 500);
   const pick = (names: string[]) => names[Math.floor(Math.random() * names.length)];
   const before = await snapshot(b);
+  let hop: number[] | undefined;
   try {
-    await Promise.all([
+    const work = Promise.all([
       (async () => {
         // Enough in the queue that all 20 init slots stay busy.
         while (now() < until) {
@@ -977,6 +987,13 @@ async function churn(b: Bench) {
         }
       })(),
     ]);
+    // One hop through Temporal, timed while the churn loads it: a limit restored takes two.
+    const temporal = {
+      client: b.client,
+      temporalAddress: b.sandbox.temporal.address,
+      temporalNamespace: b.sandbox.temporal.namespace,
+    };
+    [, hop] = await Promise.all([work, updateFloorWhile(temporal, work)]);
   } finally {
     clearInterval(sampler);
   }
@@ -990,6 +1007,7 @@ async function churn(b: Bench) {
     deployed: summary(samples.deployed),
     peakInitJobs: b.cluster.peakInit,
     restores: b.cluster.restores.slice(restoresBefore),
+    hop: summary(hop ?? []),
     cpuPercent: cpu,
   };
   log(
@@ -1272,6 +1290,10 @@ function figures(
     jobMs: runsOf((r) => r.utilisation.jobMs),
     ratio: runsOf((r) => r.utilisation.ratio),
     handoffMs: runsOf((r) => r.utilisation.handoffMs),
+    slowestHandoffMs: runsOf((r) => r.utilisation.slowestHandoffMs),
+    firstJobMs: runsOf((r) => r.utilisation.firstJobsMs[0] ?? NaN),
+    fourthJobMs: runsOf((r) => r.utilisation.firstJobsMs[1] ?? NaN),
+    laterWaves: runsOf((r) => r.utilisation.laterWaves),
     peak: Math.max(...runs.map((r) => r.utilisation.peak)),
   };
   const burstMs = over((r) => r.burstMs.latencies);
@@ -1340,7 +1362,7 @@ function figures(
     {
       figure: 'init slot utilisation: 40 builds queued at once, 4 slots, init Jobs of 3 s',
       target: 'makespan ≤ 1.10 × (10 waves × measured Job time); never more than 4 init Jobs',
-      measured: `makespan ${(util.makespanMs / 1000).toFixed(1)} s = ${util.ratio.toFixed(2)} × (10 × ${(util.jobMs / 1000).toFixed(2)} s); peak ${util.peak} init Jobs on the cluster; a slot handed over (a Job Complete → the next Job created) in ${ms(util.handoffMs)} (${runs.length} runs)${cpuOf((r) => r.cpu.utilisation)}`,
+      measured: `makespan ${(util.makespanMs / 1000).toFixed(1)} s = ${util.ratio.toFixed(2)} × (10 × ${(util.jobMs / 1000).toFixed(2)} s); peak ${util.peak} init Jobs on the cluster; a slot handed over (a Job Complete → the next Job created) in ${ms(util.handoffMs)} (slowest ${ms(util.slowestHandoffMs)}) (${runs.length} runs); the first init Job created ${(util.firstJobMs / 1000).toFixed(1)} s and the 4th ${(util.fourthJobMs / 1000).toFixed(1)} s after the first webhook, while the 40 builds deploy at once; waves 3–10 (the 9th Job created → the last build \`stopped\`) took ${util.laterWaves.toFixed(2)} × (8 × the Job time)${cpuOf((r) => r.cpu.utilisation)}`,
       met: util.ratio <= 1.1 && util.peak <= 4,
       detail: util,
     },
@@ -1350,8 +1372,8 @@ function figures(
       measured:
         `${dist(burstMs)}; of which Job Complete → Deployment labelled \`stopped\`: ${dist(burstToCluster)}, then → the API's event: ${dist(burstClusterToApi)}` +
         floorOf(
-          floor.kubeWriteToWatch.median + floor.activityEndToLocalActivity.median,
-          'the Job seen by the activity’s watch, then an activity’s end → the next local activity',
+          2 * floor.kubeWriteToWatch.median,
+          'the Job seen by the activity’s watch, then its write of the status seen by a watch',
         ) +
         cpuOf((r) => r.cpu.burst),
       met: burstMs.median <= 50 && burstMs.p99 <= 150,
@@ -1400,8 +1422,8 @@ function figures(
       measured:
         `${dist(readyToStarted)}; start request → \`started\`: ${dist(toStarted)}` +
         floorOf(
-          floor.kubeWriteToWatch.median + floor.activityEndToLocalActivity.median,
-          'the pod seen by the activity’s watch, then an activity’s end → the next local activity',
+          2 * floor.kubeWriteToWatch.median,
+          'the pod seen by the activity’s watch, then its write of the status seen by a watch',
         ),
       met: readyToStarted.median <= 50,
       detail: { readyToStarted, toStarted },
@@ -1480,7 +1502,13 @@ function figures(
     {
       figure: `limit crossed (one start beyond MAX_STARTED=${MAX_STARTED}) → back within it, on the cluster`,
       target: 'p99 < 2 s',
-      measured: `n=${restore.n} crossings (starts of each run and the churn), median ${ms(restore.median)}, p99 ${ms(restore.p99)}, max ${ms(restore.max)}`,
+      measured:
+        `n=${restore.n} crossings (starts of each run and the churn), median ${ms(restore.median)}, p99 ${ms(restore.p99)}, max ${ms(restore.max)}; ` +
+        `the starts one at a time: ${dist(summary(runs.flatMap((r) => r.started.restores)))}; ` +
+        `under churn: ${dist(summary(once.churn.restores))}, ${once.churn.restores.filter((x) => x >= 2000).length} of them 2 s or more ` +
+        `(each takes two hops through Temporal, the build's start told to the fleet and the fleet's stop to a build, and the fleet's 200 ms settle; ` +
+        `one hop, an update → its local activity, timed every 500 ms over the churn: ${dist(once.churn.hop)}, against ${ms(floor.updateToLocalActivity.median)} at rest)` +
+        `; the machine's CPU over the churn ${once.churn.cpuPercent['whole machine (every process)']} % of its ${cpus().length * 100} %`,
       met: restore.n > 0 && restore.p99 < 2000,
       detail: restore,
     },
