@@ -712,14 +712,33 @@ async function configuredWebhooks(b: Bench, count = 100): Promise<number[]> {
   }
 }
 
+/** The builds worker's metrics, as Prometheus text. */
+async function buildsWorkerMetrics(b: Bench): Promise<string> {
+  const url = await workerMetricsUrl(join(b.work, 'builds-worker.log'));
+  return (await fetch(url)).text();
+}
+
 /** The builds worker's sticky cache misses so far (a workflow task for a workflow it evicted). */
 async function stickyCacheMisses(b: Bench): Promise<number> {
-  const url = await workerMetricsUrl(join(b.work, 'builds-worker.log'));
-  const text = await (await fetch(url)).text();
+  const text = await buildsWorkerMetrics(b);
   return [...text.matchAll(/^temporal_sticky_cache_miss\{[^}]*\} (\d+)/gm)].reduce(
     (sum, match) => sum + Number(match[1]),
     0,
   );
+}
+
+/**
+ * The builds worker's main thread since the previous call (prom-client samples its event loop
+ * delay and starts afresh at each scrape): how late its callbacks ran, p99 and max, in ms.
+ */
+async function eventLoopDelay(b: Bench): Promise<{ p99: number; max: number }> {
+  const text = await buildsWorkerMetrics(b);
+  const value = (name: string) =>
+    Number(new RegExp(`^${name} ([0-9.e+-]+)`, 'm').exec(text)?.[1] ?? NaN) * 1000;
+  return {
+    p99: value('nodejs_eventloop_lag_p99_seconds'),
+    max: value('nodejs_eventloop_lag_max_seconds'),
+  };
 }
 
 /**
@@ -949,6 +968,8 @@ async function churn(b: Bench) {
   }, 500);
   const pick = (names: string[]) => names[Math.floor(Math.random() * names.length)];
   const before = await snapshot(b);
+  const missesBefore = await stickyCacheMisses(b);
+  await eventLoopDelay(b);
   let hop: number[] | undefined;
   try {
     const work = Promise.all([
@@ -1008,6 +1029,9 @@ async function churn(b: Bench) {
     peakInitJobs: b.cluster.peakInit,
     restores: b.cluster.restores.slice(restoresBefore),
     hop: summary(hop ?? []),
+    // The delay first: each scrape starts its sampling afresh.
+    eventLoopDelay: await eventLoopDelay(b),
+    cacheMisses: (await stickyCacheMisses(b)) - missesBefore,
     cpuPercent: cpu,
   };
   log(
@@ -1507,7 +1531,7 @@ function figures(
         `the starts one at a time: ${dist(summary(runs.flatMap((r) => r.started.restores)))}; ` +
         `under churn: ${dist(summary(once.churn.restores))}, ${once.churn.restores.filter((x) => x >= 2000).length} of them 2 s or more ` +
         `(each takes two hops through Temporal, the build's start told to the fleet and the fleet's stop to a build, and the fleet's 200 ms settle; ` +
-        `one hop, an update → its local activity, timed every 500 ms over the churn: ${dist(once.churn.hop)}, against ${ms(floor.updateToLocalActivity.median)} at rest)` +
+        `one hop, an update → its local activity, timed every 500 ms over the churn: ${dist(once.churn.hop)}, against ${ms(floor.updateToLocalActivity.median)} at rest; the builds worker's main thread over the churn: callbacks late by ${ms(once.churn.eventLoopDelay.p99)} at p99, ${ms(once.churn.eventLoopDelay.max)} at most, and ${once.churn.cacheMisses} workflow tasks for a workflow out of its cache)` +
         `; the machine's CPU over the churn ${once.churn.cpuPercent['whole machine (every process)']} % of its ${cpus().length * 100} %`,
       met: restore.n > 0 && restore.p99 < 2000,
       detail: restore,
