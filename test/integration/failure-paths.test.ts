@@ -359,6 +359,48 @@ describe('failure reasons', () => {
       await env.kube.core.deleteNamespacedResourceQuota({ name: quota, namespace: env.namespace });
     }
   });
+
+  it('apply nothing of a deploy Kubernetes refuses one object of (a quota forbids Ingresses)', async () => {
+    const quota = `no-ingresses-${Date.now()}`;
+    await env.kube.core.createNamespacedResourceQuota({
+      namespace: env.namespace,
+      body: {
+        metadata: { name: quota },
+        spec: { hard: { 'count/ingresses.networking.k8s.io': '0' } },
+      },
+    });
+    try {
+      await eventually(async () => {
+        const read = await env.kube.core.readNamespacedResourceQuota({
+          name: quota,
+          namespace: env.namespace,
+        });
+        expect(read.status?.hard).toBeTruthy();
+      });
+      const commit = env.commit('acme/shop', 'no-ingress');
+      const name = buildName(commit);
+      const handle = await build(commit);
+      const state = await eventually(async () => {
+        const current = await handle.query(stateQuery);
+        expect(current.status).toBe('failed');
+        return current;
+      });
+      expect(state.failureReason).toMatch(/^KubernetesRejected: .*forbidden.*quota/i);
+      // Every object was tried as a dry run first: the refusal of the Ingresses left none of
+      // the others behind.
+      const selector = { namespace: env.namespace, labelSelector: `runboat/build=${name}` };
+      const left = [
+        ...(await env.kube.apps.listNamespacedDeployment(selector)).items,
+        ...(await env.kube.core.listNamespacedConfigMap(selector)).items,
+        ...(await env.kube.core.listNamespacedSecret(selector)).items,
+        ...(await env.kube.core.listNamespacedPersistentVolumeClaim(selector)).items,
+        ...(await env.kube.core.listNamespacedService(selector)).items,
+      ].map((object) => object.metadata?.name);
+      expect(left).toEqual([]);
+    } finally {
+      await env.kube.core.deleteNamespacedResourceQuota({ name: quota, namespace: env.namespace });
+    }
+  });
 });
 
 describe('a build workflow', () => {
