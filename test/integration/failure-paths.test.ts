@@ -335,11 +335,16 @@ describe('failure reasons', () => {
     });
   });
 
-  it('name the root cause of a refused Job (403: a quota forbids Jobs)', async () => {
-    const quota = `no-jobs-${Date.now()}`;
+  /** Runs `body` while a ResourceQuota of the builds' namespace allows `hard`. */
+  const underQuota = async (
+    name: string,
+    hard: Record<string, string>,
+    body: () => Promise<void>,
+  ) => {
+    const quota = `${name}-${Date.now()}`;
     await env.kube.core.createNamespacedResourceQuota({
       namespace: env.namespace,
-      body: { metadata: { name: quota }, spec: { hard: { 'count/jobs.batch': '0' } } },
+      body: { metadata: { name: quota }, spec: { hard } },
     });
     try {
       // The quota takes effect once its status is computed.
@@ -350,33 +355,24 @@ describe('failure reasons', () => {
         });
         expect(read.status?.hard).toBeTruthy();
       });
+      await body();
+    } finally {
+      await env.kube.core.deleteNamespacedResourceQuota({ name: quota, namespace: env.namespace });
+    }
+  };
+
+  it('name the root cause of a refused Job (403: a quota forbids Jobs)', async () => {
+    await underQuota('no-jobs', { 'count/jobs.batch': '0' }, async () => {
       const commit = env.commit('acme/shop', 'quota');
       const name = buildName(commit);
       await build(commit);
       const failed = await waitForApi(name, 'failed');
       expect(failed.failure_reason).toMatch(/^KubernetesRejected: .*forbidden.*quota/i);
-    } finally {
-      await env.kube.core.deleteNamespacedResourceQuota({ name: quota, namespace: env.namespace });
-    }
+    });
   });
 
   it('apply nothing of a deploy Kubernetes refuses one object of (a quota forbids Ingresses)', async () => {
-    const quota = `no-ingresses-${Date.now()}`;
-    await env.kube.core.createNamespacedResourceQuota({
-      namespace: env.namespace,
-      body: {
-        metadata: { name: quota },
-        spec: { hard: { 'count/ingresses.networking.k8s.io': '0' } },
-      },
-    });
-    try {
-      await eventually(async () => {
-        const read = await env.kube.core.readNamespacedResourceQuota({
-          name: quota,
-          namespace: env.namespace,
-        });
-        expect(read.status?.hard).toBeTruthy();
-      });
+    await underQuota('no-ingresses', { 'count/ingresses.networking.k8s.io': '0' }, async () => {
       const commit = env.commit('acme/shop', 'no-ingress');
       const name = buildName(commit);
       const handle = await build(commit);
@@ -397,9 +393,7 @@ describe('failure reasons', () => {
         ...(await env.kube.core.listNamespacedService(selector)).items,
       ].map((object) => object.metadata?.name);
       expect(left).toEqual([]);
-    } finally {
-      await env.kube.core.deleteNamespacedResourceQuota({ name: quota, namespace: env.namespace });
-    }
+    });
   });
 });
 
