@@ -8,7 +8,12 @@ import { cp, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Watch, type V1Deployment, type V1Job } from '@kubernetes/client-node';
-import type { Client, WorkflowExecutionDescription, WorkflowHandle } from '@temporalio/client';
+import {
+  WorkflowNotFoundError,
+  type Client,
+  type WorkflowExecutionDescription,
+  type WorkflowHandle,
+} from '@temporalio/client';
 import { expect, inject } from 'vitest';
 import {
   deriveStatus,
@@ -22,7 +27,7 @@ import { connectClient, ensureBuild, type TemporalOptions } from '../../lib/temp
 import type { SandboxInfo } from '../../dev/sandbox.js';
 import { spawnWorker, type WorkerProcess } from '../../dev/worker-process.js';
 import { OUTCOME_LABEL, RUN_FOR_ANNOTATION } from '../../dev/kwok-stages.js';
-import { startUpdate, stopUpdate } from '../../domain/messages.js';
+import { startUpdate, stateQuery, stopUpdate } from '../../domain/messages.js';
 import { startFakeGitHub, type FakeGitHub } from './fake-github.js';
 import { createTestNamespace, eventually } from './helpers.js';
 
@@ -53,8 +58,14 @@ export interface BuildEnv {
   /** Starts (or finds) the build workflow of a commit. */
   build(commit: CommitInfo, maxHistoryEvents?: number): Promise<WorkflowHandle>;
   deployment(name: string): Promise<V1Deployment | undefined>;
-  /** Waits until the Deployment's derived status and status label are both `status`. */
+  /**
+   * Waits until the Deployment's derived status and status label are both `status` and the
+   * build's workflow says so too (the activity that sees an init Job complete or a pod ready shows
+   * `stopped` or `started` before its workflow knows: activities/mirror-ahead.ts).
+   */
   waitForStatus(name: string, status: BuildStatus, timeoutMs?: number): Promise<V1Deployment>;
+  /** Waits until the Deployment shows `status`, whatever its workflow says (or if none runs). */
+  waitForShown(name: string, status: BuildStatus, timeoutMs?: number): Promise<V1Deployment>;
   close(): Promise<void>;
 }
 
@@ -113,6 +124,28 @@ export async function createBuildEnv(options: BuildEnvOptions): Promise<BuildEnv
     return worker;
   };
 
+  const waitForShown = (name: string, status: BuildStatus, timeoutMs = 60_000) =>
+    eventually(
+      async () => {
+        const found = await deployment(name);
+        if (!found) throw new Error(`deployment ${name} does not exist`);
+        const derived = deriveStatus({
+          deletionTimestamp: found.metadata?.deletionTimestamp,
+          replicas: found.spec?.replicas ?? 0,
+          readyReplicas: found.status?.readyReplicas ?? 0,
+          annotations: found.metadata?.annotations ?? {},
+          statusLabel: found.metadata?.labels?.['runboat/status'],
+        });
+        const label = found.metadata?.labels?.['runboat/status'];
+        if (derived !== status || label !== status) {
+          throw new Error(`${name}: status ${derived} (label ${label}), waiting for ${status}`);
+        }
+        return found;
+      },
+      timeoutMs,
+      100,
+    );
+
   const deployment = async (name: string) => {
     try {
       return await kube.apps.readNamespacedDeployment({ name, namespace });
@@ -144,27 +177,30 @@ export async function createBuildEnv(options: BuildEnvOptions): Promise<BuildEnv
         ...(maxHistoryEvents === undefined ? {} : { maxHistoryEvents }),
       }),
     deployment,
-    waitForStatus: (name, status, timeoutMs = 60_000) =>
-      eventually(
+    waitForShown,
+    waitForStatus: async (name, status, timeoutMs = 60_000) => {
+      const began = Date.now();
+      const shown = await waitForShown(name, status, timeoutMs);
+      await eventually(
         async () => {
-          const found = await deployment(name);
-          if (!found) throw new Error(`deployment ${name} does not exist`);
-          const derived = deriveStatus({
-            deletionTimestamp: found.metadata?.deletionTimestamp,
-            replicas: found.spec?.replicas ?? 0,
-            readyReplicas: found.status?.readyReplicas ?? 0,
-            annotations: found.metadata?.annotations ?? {},
-            statusLabel: found.metadata?.labels?.['runboat/status'],
-          });
-          const label = found.metadata?.labels?.['runboat/status'];
-          if (derived !== status || label !== status) {
-            throw new Error(`${name}: status ${derived} (label ${label}), waiting for ${status}`);
+          const state = await client
+            .withDeadline(Date.now() + 5_000, () =>
+              client.workflow.getHandle(name).query(stateQuery),
+            )
+            .catch((error: unknown) => {
+              // A Deployment with no workflow (not adopted yet, or never): nothing to agree.
+              if (error instanceof WorkflowNotFoundError) return undefined;
+              throw error;
+            });
+          if (state && state.status !== status) {
+            throw new Error(`${name}: its workflow says ${state.status}, waiting for ${status}`);
           }
-          return found;
         },
-        timeoutMs,
-        100,
-      ),
+        Math.max(1_000, timeoutMs - (Date.now() - began)),
+        50,
+      );
+      return shown;
+    },
     async close() {
       await Promise.all(workers.map((worker) => worker.stop('SIGTERM')));
       await github.close();

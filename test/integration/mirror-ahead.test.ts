@@ -36,7 +36,7 @@ describe('a build whose init Job completed', () => {
     // From here on only the init worker runs: the workflow takes nothing until a builds
     // worker is back.
     await builds.stop('SIGKILL');
-    const shown = await env.waitForStatus(name, 'stopped', 30_000);
+    const shown = await env.waitForShown(name, 'stopped', 30_000);
     expect(shown.metadata?.annotations?.['runboat/init-status']).toBe('succeeded');
     // The workflow catches up once a builds worker runs, and the build starts.
     await env.startWorker({ RUNBOAT_WORKER_ROLES: 'builds' });
