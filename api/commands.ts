@@ -13,6 +13,7 @@ import {
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BuildStatus, CommitInfo } from '../domain/build.js';
 import {
+  allowedFrom,
   INVALID_TRANSITION,
   resetUpdate,
   startUpdate,
@@ -72,7 +73,6 @@ export interface BuildCommandsOptions {
  */
 const CATCH_UP_MS = 10_000;
 const CATCH_UP_EVERY_MS = 50;
-const RUNNABLE: readonly BuildStatus[] = ['stopped', 'stopping', 'starting', 'started'];
 
 /** gRPC status DEADLINE_EXCEEDED. */
 const GRPC_DEADLINE_EXCEEDED = 4;
@@ -107,7 +107,7 @@ export function createBuildCommands(options: BuildCommandsOptions): BuildCommand
       const catchUpUntil = Date.now() + Math.min(options.catchUpMs ?? CATCH_UP_MS, timeoutMs);
       const behind = () =>
         (transition === 'start' || transition === 'stop') &&
-        RUNNABLE.includes(options.shown?.(name) as BuildStatus) &&
+        allowedFrom[transition].some((status) => status === options.shown?.(name)) &&
         Date.now() < catchUpUntil;
       for (;;) {
         try {

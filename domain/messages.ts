@@ -78,6 +78,25 @@ export const driftSignal = defineSignal<[DriftEvent]>('drift');
 /** The `type` of the failure an update fails with when its transition is not allowed (HTTP 409). */
 export const INVALID_TRANSITION = 'InvalidTransition';
 
+/**
+ * The statuses from which the workflow takes each update (an undeploy: from any). The API asks a
+ * refused start or stop again while the build it lists is in one of these (api/commands.ts).
+ */
+export const allowedFrom: Record<'start' | 'stop' | 'reset', readonly BuildStatus[]> = {
+  start: ['stopped', 'stopping', 'starting', 'started'],
+  stop: ['stopped', 'stopping', 'starting', 'started'],
+  reset: [
+    'todo',
+    'building',
+    'initializing',
+    'failed',
+    'stopped',
+    'stopping',
+    'starting',
+    'started',
+  ],
+};
+
 /** Sent by the init activity when it begins: the build is initializing from now on. */
 export const initStartedSignal = defineSignal('initStarted');
 

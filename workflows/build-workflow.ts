@@ -36,6 +36,7 @@ import {
   initSlotsWorkflowId,
   initStartedSignal,
   INVALID_TRANSITION,
+  allowedFrom,
   resetUpdate,
   startUpdate,
   stateQuery,
@@ -137,22 +138,6 @@ interface Action {
   done: boolean;
   error?: string;
 }
-
-/** Statuses from which each update is allowed (undeploy: any). */
-const allowedFrom: Record<Exclude<ActionKind, 'undeploy'>, readonly BuildStatus[]> = {
-  start: ['stopped', 'stopping', 'starting', 'started'],
-  stop: ['stopped', 'stopping', 'starting', 'started'],
-  reset: [
-    'todo',
-    'building',
-    'initializing',
-    'failed',
-    'stopped',
-    'stopping',
-    'starting',
-    'started',
-  ],
-};
 
 function invalidTransition(message: string): ApplicationFailure {
   return ApplicationFailure.create({ type: INVALID_TRANSITION, message, nonRetryable: true });
